@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian tools that tests use, only when one is missing.
+set -euo pipefail
+need=()
+command -v bcftools >/dev/null || need+=(bcftools)
+command -v plink1.9 >/dev/null || need+=(plink1.9)
+command -v bgzip >/dev/null || need+=(tabix)
+[ ${#need[@]} -eq 0 ] && exit 0
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing Debian packages: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,194 @@
+"""Input side of the graph: cohort ingestion, per-block genotypes, phenotypes, PCs.
+
+Assets stay thin: read the partition key, call the pure layer, write, report.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ... import storage as atomic
+from ...genotypes import ingest, layout, pcs, qc
+from ...genotypes.validate import validate_ingested_cohort
+from ..metadata import check_results, markdown_table
+from ..partitions import (
+    all_blocks_of_cohort,
+    block_backfill_policy,
+    cohort_block_partitions,
+    cohort_partitions,
+    group_by_cohort,
+    multi_key,
+    run_partition_keys,
+)
+from ..resources import GenoembedStorage
+
+INPUT_CHECKS = [
+    ("no_duplicate_ids", "Subject IDs are unique."),
+    ("subject_ids_consistent", "Genotypes, phenotypes and PCs list the same subjects in the same order."),
+    ("block_shapes_match_manifest", "Every block matrix has the shape its manifest row says."),
+    ("genotype_values_valid", "Every block is int8 with values in {-1, 0, 1, 2}."),
+    ("missingness_within_bounds", "Per-block and per-subject missing rates are within bounds."),
+]
+
+
+class IngestConfig(dg.Config):
+    """Variant filters applied while ingesting a cohort (counts are reported)."""
+
+    maf_min: float = 0.01
+    max_missing: float = 0.1
+    max_variants_per_block: int = 2000
+    max_subject_missing: float = 0.2
+
+
+@dg.asset(
+    partitions_def=cohort_partitions,
+    group_name="inputs",
+    kinds={"python", "numpy"},
+    check_specs=[dg.AssetCheckSpec(name, asset="cohort_input", blocking=True, description=d) for name, d in INPUT_CHECKS],
+    description="A cohort folder (original layout, PLINK or VCF) validated, filtered and normalised "
+    "into the original layout under results/<cohort>/input.",
+)
+def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
+    cohort = context.partition_key
+    source, out = storage.source_dir(cohort), storage.input_dir(cohort)
+    context.log.info(f"ingesting cohort {cohort!r} from {source}")
+    report = ingest.ingest_cohort(
+        source, out, maf_min=config.maf_min, max_missing=config.max_missing,
+        max_variants_per_block=config.max_variants_per_block, log=context.log.info,
+    )
+    outcomes = validate_ingested_cohort(out, max_subject_missing=config.max_subject_missing, max_block_missing=config.max_missing)
+    manifest = layout.read_manifest(out)
+    n_subjects = len(layout.read_subjects(out))
+    qc_path = out / "qc.json"
+    filtering = json.loads(qc_path.read_text()) if qc_path.exists() else {}
+    return dg.MaterializeResult(
+        metadata={
+            "format": getattr(report, "format", "unknown"),
+            "source": dg.MetadataValue.path(str(source)),
+            "path": dg.MetadataValue.path(str(out)),
+            "n_subjects": n_subjects,
+            "n_blocks": len(manifest),
+            "n_variants": int(manifest["n_snps"].sum()),
+            "variant_filtering": dg.MetadataValue.json(filtering) if filtering else "not reported",
+            "blocks": markdown_table(manifest[["block_id", "chrom", "start", "end", "n_snps"]]),
+        },
+        check_results=check_results(outcomes),
+    )
+
+
+@dg.asset(
+    partitions_def=cohort_partitions,
+    group_name="inputs",
+    deps=["cohort_input"],
+    kinds={"pandas", "parquet"},
+    check_specs=[dg.AssetCheckSpec("phenotypes_usable", asset="phenotypes", blocking=True,
+                                   description="Every trait is numeric and at most half missing.")],
+    description="The cohort's phenotype table aligned to the genotyped subjects (results/<cohort>/phenotypes.parquet).",
+)
+def phenotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> dg.MaterializeResult:
+    cohort = context.partition_key
+    inp = storage.input_dir(cohort)
+    table = layout.read_phenotypes(inp / layout.PHENOTYPES, layout.read_subjects(inp))
+    path = atomic.write_parquet(storage.cohort_dir(cohort) / "phenotypes.parquet", table)
+    traits = table.drop(columns="subject_id")
+    summary = pd.DataFrame({
+        "trait": traits.columns,
+        "n_observed": traits.notna().sum().to_numpy(),
+        "mean": traits.mean().to_numpy(),
+        "sd": traits.std().to_numpy(),
+    })
+    worst = traits.isna().mean()
+    too_missing = worst[worst > 0.5]
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)), "n_subjects": len(table), "traits": markdown_table(summary)},
+        check_results=[dg.AssetCheckResult(
+            check_name="phenotypes_usable", passed=too_missing.empty and traits.shape[1] > 0,
+            metadata={"message": "every trait observed in at least half the subjects" if too_missing.empty
+                      else f"traits more than half missing: {list(too_missing.index)}"},
+        )],
+    )
+
+
+class PcsConfig(dg.Config):
+    n_pcs: int = 10
+    seed: int = 0
+
+
+@dg.asset(
+    partitions_def=cohort_partitions,
+    group_name="inputs",
+    deps=["cohort_input"],
+    kinds={"pandas", "parquet"},
+    check_specs=[dg.AssetCheckSpec("pcs_match_subjects", asset="ancestry_pcs", blocking=True,
+                                   description="PCs are finite and cover exactly the genotyped subjects.")],
+    description="Ancestry PCs: the cohort's .eigenvec when given, else computed from the genotypes "
+    "(missing-aware). results/<cohort>/pcs.parquet",
+)
+def ancestry_pcs(context: dg.AssetExecutionContext, config: PcsConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
+    cohort = context.partition_key
+    inp = storage.input_dir(cohort)
+    table, source = pcs.load_or_compute_pcs(inp, n_pcs=config.n_pcs, seed=config.seed, log=context.log.info)
+    path = atomic.write_parquet(storage.cohort_dir(cohort) / "pcs.parquet", table)
+    subjects = layout.read_subjects(inp)
+    values = table.drop(columns="subject_id").to_numpy(dtype=float)
+    ok = np.array_equal(table["subject_id"].astype(str).to_numpy(), subjects) and np.isfinite(values).all()
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)), "source": source, "n_pcs": values.shape[1], "n_subjects": len(table)},
+        check_results=[dg.AssetCheckResult(
+            check_name="pcs_match_subjects", passed=bool(ok),
+            metadata={"message": "PCs finite and aligned to subjects.tsv" if ok else "PCs not aligned to subjects or not finite"},
+        )],
+    )
+
+
+BLOCK_CHECK = "block_matrix_valid"
+
+
+@dg.asset(
+    partitions_def=cohort_block_partitions,
+    backfill_policy=block_backfill_policy,
+    group_name="inputs",
+    deps=[dg.AssetDep("cohort_input", partition_mapping=all_blocks_of_cohort)],
+    kinds={"numpy"},
+    check_specs=[dg.AssetCheckSpec(BLOCK_CHECK, asset="block_genotypes", blocking=True,
+                                   description="Every block in the run is int8 in {-1, 0, 1, 2} with its manifest shape.")],
+    description="One LD block of one cohort: int8 genotypes (-1 = missing) with QC figures. "
+    "A block the cohort does not have is recorded as absent.",
+)
+def block_genotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> dg.MaterializeResult:
+    rows, problems = [], []
+    for cohort, blocks in group_by_cohort(run_partition_keys(context)).items():
+        inp = storage.input_dir(cohort)
+        manifest = layout.read_manifest(inp).set_index("block_id")
+        n_subjects = len(layout.read_subjects(inp))
+        for block in blocks:
+            key = str(multi_key(cohort, block))
+            if block not in manifest.index:
+                rows.append({"cohort": cohort, "block_id": block, "present": False})
+                context.log_event(dg.AssetObservation("block_genotypes", partition=key, metadata={"present": False}))
+                continue
+            row = manifest.loc[block]
+            try:
+                g = layout.load_block(inp, {"block_id": block, "file": row["file"], "n_snps": row["n_snps"]}, n_subjects, mmap=True)
+            except layout.CohortInputError as exc:
+                problems.append(str(exc))
+                continue
+            figures = qc.block_qc(g)
+            rows.append({"cohort": cohort, "block_id": block, "present": True, **figures})
+            context.log_event(dg.AssetObservation(
+                "block_genotypes", partition=key,
+                metadata={"present": True, "path": dg.MetadataValue.path(str(inp / row["file"])), **figures},
+            ))
+    context.log.info(f"checked {len(rows)} block partition(s), {len(problems)} problem(s)")
+    table = pd.DataFrame(rows)
+    return dg.MaterializeResult(
+        metadata={"n_partitions": len(rows), "qc": markdown_table(table)},
+        check_results=[dg.AssetCheckResult(
+            check_name=BLOCK_CHECK, passed=not problems,
+            metadata={"message": "; ".join(problems[:10]) or f"all {len(rows)} block(s) valid", "n_invalid": len(problems)},
+        )],
+    )
