@@ -264,11 +264,14 @@ def write_cohort(
     phenotypes: pd.DataFrame | None = None,
     eigenvec: pd.DataFrame | None = None,
     settings: dict | None = None,
+    *,
+    fids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Write a cohort in the original layout (atomically, file by file).
 
     The manifest is written last, so a folder without one was never finished.
-    Returns the manifest.
+    ``fids`` (PLINK family IDs, same order as ``subject_ids``) add a ``fid``
+    column to subjects.tsv. Returns the manifest.
     """
     folder = Path(folder)
     (folder / "blocks").mkdir(parents=True, exist_ok=True)
@@ -280,7 +283,10 @@ def write_cohort(
         rel = f"blocks/{block.block_id}.npy"
         storage.write_npy(folder / rel, np.ascontiguousarray(g, dtype=np.int8))
         rows.append((block.block_id, block.chrom, int(block.start), int(block.end), g.shape[1], rel))
-    storage.write_tsv(folder / SUBJECTS, pd.DataFrame({"subject_id": subject_ids}))
+    subjects = pd.DataFrame({"subject_id": subject_ids})
+    if fids is not None:
+        subjects["fid"] = [str(f) for f in fids]
+    storage.write_tsv(folder / SUBJECTS, subjects)
     if phenotypes is not None:
         with storage.atomic_path(folder / PHENOTYPES) as tmp:
             phenotypes.to_csv(tmp, index=False)
