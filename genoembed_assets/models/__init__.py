@@ -1,0 +1,43 @@
+"""Pure torch models (no Dagster): Phase 1 block VAE and its trainer."""
+
+from ._block_training import (
+    BlockFit,
+    block_metrics,
+    heldout_mask,
+    load_block_model,
+    mode_baseline,
+    save_block_fit,
+    split_subjects,
+    train_blocks,
+    validate_blocks,
+)
+from ._block_vae import PRESETS, BlockVAE, BlockVAEConfig, LossOutput, StackedBlockVAE, one_hot_genotypes, vae_loss
+from ._keys import GENOTYPE_CLASSES, METRIC_KEYS, TENSOR_KEYS
+from ._schedules import BETA_SCHEDULES, kl_weight, learning_rate
+from ._synthetic import synthetic_genotypes
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "GENOTYPE_CLASSES",
+    "METRIC_KEYS",
+    "PRESETS",
+    "TENSOR_KEYS",
+    "BlockFit",
+    "BlockVAE",
+    "BlockVAEConfig",
+    "LossOutput",
+    "StackedBlockVAE",
+    "block_metrics",
+    "heldout_mask",
+    "kl_weight",
+    "learning_rate",
+    "load_block_model",
+    "mode_baseline",
+    "one_hot_genotypes",
+    "save_block_fit",
+    "split_subjects",
+    "synthetic_genotypes",
+    "train_blocks",
+    "validate_blocks",
+    "vae_loss",
+]

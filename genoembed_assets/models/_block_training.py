@@ -1,0 +1,514 @@
+"""Training of Phase 1 block VAEs, many blocks per process (pure torch, no Dagster).
+
+:func:`train_blocks` groups blocks of the same subject count and similar width,
+pads them to the group's widest block and trains each group as one
+:class:`StackedBlockVAE` (batched matmuls over a block dimension). Blocks stop
+early on their own: a finished block's best weights are exported, scored and
+dropped from the stack, so the remaining ones run faster. Groups run one after
+another, so peak memory follows the largest group, not the number of blocks.
+
+Evaluation protocol (shared with the benchmark's reference loop):
+
+* subjects are split once per subject count and seed into training and
+  validation subjects (every block of a cohort uses the same split);
+* in each block, ``heldout_fraction`` of the validation subjects' observed
+  entries are hidden from the encoder and never a training target; the decoder
+  predicts them from the rest (held-out masked accuracy), beside the most
+  frequent genotype per variant among training subjects (mode baseline);
+* early stopping watches the validation loss at the target beta, so the
+  warm-up of beta does not move the yardstick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import storage
+from ._block_vae import BlockVAE, BlockVAEConfig, StackedBlockVAE, vae_loss
+from ._keys import GENOTYPE_CLASSES, METRIC_KEYS, TENSOR_KEYS
+from ._schedules import kl_weight, learning_rate
+
+__all__ = [
+    "BlockFit",
+    "block_metrics",
+    "heldout_mask",
+    "load_block_model",
+    "mode_baseline",
+    "save_block_fit",
+    "split_subjects",
+    "train_blocks",
+    "validate_blocks",
+]
+
+CURVE_COLUMNS = ["epoch", "train_loss", "val_loss", "recon", "kl", "beta", "lr"]
+ACTIVE_UNIT_VARIANCE = 0.01
+# A group's padded size: (blocks x widest block) variants. Bounds activation memory
+# (batch x 3 x this many floats per layer); a single wider block still trains alone.
+MAX_GROUP_VARIANTS = 8192
+MAX_GROUP_BLOCKS = 64
+# Blocks join a group while the widest is at most this multiple of the narrowest,
+# so padding wastes at most ~1/3 of the compute.
+MAX_WIDTH_RATIO = 1.5
+
+
+@dataclass
+class BlockFit:
+    """What training one block produced.
+
+    Attributes
+    ----------
+    block_id
+        The block's id.
+    state_dict
+        Weights of a single-block :class:`BlockVAE` (best validation epoch).
+    embedding
+        float32 (subjects, latent): posterior means, rows in input order.
+    curve
+        One row per epoch: epoch, train_loss, val_loss, recon, kl, beta, lr.
+    metrics
+        Held-out accuracy, mode baseline, losses, active units, epochs (see ``METRIC_KEYS``).
+    config
+        The configuration trained with.
+    """
+
+    block_id: str
+    state_dict: dict[str, torch.Tensor]
+    embedding: np.ndarray
+    curve: pd.DataFrame
+    metrics: dict[str, float | int]
+    config: BlockVAEConfig = field(repr=False)
+
+    @property
+    def n_snps(self) -> int:
+        return int(self.metrics[METRIC_KEYS.N_SNPS])
+
+
+# ---------------------------------------------------------------- splits and metrics
+
+
+def split_subjects(n_subjects: int, config: BlockVAEConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation subject indices (sorted), seeded by ``config.seed``.
+
+    At least one subject lands on each side, so ``n_subjects`` must be >= 2.
+    """
+    if n_subjects < 2:
+        raise ValueError(f"need at least 2 subjects to split training and validation, got {n_subjects}")
+    rng = np.random.default_rng([config.seed, n_subjects])
+    order = rng.permutation(n_subjects)
+    n_val = min(n_subjects - 1, max(1, round(config.val_fraction * n_subjects)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def heldout_mask(val_genotypes: np.ndarray, config: BlockVAEConfig, block_id: str) -> np.ndarray:
+    """Bool mask of the held-out entries among validation subjects' observed entries.
+
+    Exactly ``round(heldout_fraction * observed)`` entries (at least one when
+    any is observed), drawn with a seed from ``config.seed`` and the block id,
+    so a block's held-out set does not depend on which other blocks trained
+    beside it.
+    """
+    observed = np.flatnonzero(val_genotypes.reshape(-1) >= 0)
+    mask = np.zeros(val_genotypes.size, dtype=bool)
+    if observed.size:
+        rng = np.random.default_rng([config.seed, zlib.crc32(block_id.encode())])
+        k = max(1, round(config.heldout_fraction * observed.size))
+        mask[rng.choice(observed, size=k, replace=False)] = True
+    return mask.reshape(val_genotypes.shape)
+
+
+def mode_baseline(train_genotypes: np.ndarray) -> np.ndarray:
+    """Most frequent observed genotype per variant (0 where none is observed); ties pick the lower class."""
+    counts = np.stack([(train_genotypes == c).sum(axis=0) for c in range(GENOTYPE_CLASSES)])
+    return counts.argmax(axis=0).astype(np.int8)
+
+
+def block_metrics(
+    model: BlockVAE, genotypes: np.ndarray, config: BlockVAEConfig, block_id: str,
+) -> tuple[np.ndarray, dict[str, float | int]]:
+    """Embedding and evaluation metrics of a trained single-block model.
+
+    Parameters
+    ----------
+    model
+        The block's model (its device is used).
+    genotypes
+        int8 (subjects, variants) of the block, all subjects.
+    config, block_id
+        Fix the split and the held-out entries (as in training).
+
+    Returns
+    -------
+    embedding, metrics
+        Posterior means of all subjects (every observed entry visible) and the
+        metrics dict (held-out accuracy vs mode baseline on validation subjects,
+        validation reconstruction and KL, active units).
+    """
+    device = next(model.parameters()).device
+    train_idx, val_idx = split_subjects(genotypes.shape[0], config)
+    held = heldout_mask(genotypes[val_idx], config, block_id)
+    model.eval()
+    with torch.no_grad():
+        x = torch.as_tensor(genotypes, device=device)
+        embedding = _posterior_means(model, x, x >= 0, config.batch_size)
+        xv = x[val_idx]
+        held_t = torch.as_tensor(held, device=device)
+        visible = (xv >= 0) & ~held_t
+        inference = model.inference(xv, visible, sample=False)
+        logits = model.generative(inference[TENSOR_KEYS.Z])[TENSOR_KEYS.LOGITS]
+        terms = vae_loss(logits, xv, visible, inference[TENSOR_KEYS.Z_MEAN], inference[TENSOR_KEYS.Z_LOG_VAR],
+                         config.beta, config.focal_gamma)
+        predicted = logits.argmax(-2).cpu().numpy()
+    truth = genotypes[val_idx][held]
+    baseline = mode_baseline(genotypes[train_idx])
+    base_pred = np.broadcast_to(baseline, held.shape)[held]
+    n_held = int(held.sum())
+    n_targets = int(terms.n_targets)
+    metrics: dict[str, float | int] = {
+        METRIC_KEYS.HELDOUT_ACCURACY: float((predicted[held] == truth).mean()) if n_held else float("nan"),
+        METRIC_KEYS.MODE_BASELINE_ACCURACY: float((base_pred == truth).mean()) if n_held else float("nan"),
+        METRIC_KEYS.N_HELDOUT: n_held,
+        METRIC_KEYS.RECON_LOSS: float(terms.reconstruction),
+        METRIC_KEYS.RECON_PER_ENTRY: float(terms.reconstruction) * len(val_idx) / max(1, n_targets),
+        METRIC_KEYS.KL: float(terms.kl),
+        METRIC_KEYS.ACTIVE_UNITS: int((embedding.var(axis=0) > ACTIVE_UNIT_VARIANCE).sum()),
+        METRIC_KEYS.N_SUBJECTS: int(genotypes.shape[0]),
+        METRIC_KEYS.N_SNPS: int(genotypes.shape[1]),
+        METRIC_KEYS.N_TRAIN: len(train_idx),
+        METRIC_KEYS.N_VAL: len(val_idx),
+    }
+    return embedding, metrics
+
+
+def _posterior_means(model, x: torch.Tensor, visible: torch.Tensor, chunk: int) -> np.ndarray:
+    size = max(chunk, 1024)
+    parts = [
+        model.inference(x[i:i + size], visible[i:i + size], sample=False)[TENSOR_KEYS.Z_MEAN]
+        for i in range(0, x.shape[0], size)
+    ]
+    return torch.cat(parts).cpu().numpy().astype(np.float32)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_blocks(blocks: Sequence[tuple[str, np.ndarray]], config: BlockVAEConfig) -> list[tuple[str, np.ndarray]]:
+    """Check every block before any training; return them as int8 arrays.
+
+    Raises
+    ------
+    ValueError
+        Naming the block: duplicate id, not 2-D, no variants, fewer than 2
+        subjects, values outside {-1, 0, 1, 2}, or no observed genotype.
+    """
+    if not isinstance(config, BlockVAEConfig):
+        raise ValueError(f"config must be a BlockVAEConfig, got {type(config).__name__}")
+    checked: list[tuple[str, np.ndarray]] = []
+    seen: set[str] = set()
+    for block_id, genotypes in blocks:
+        if block_id in seen:
+            raise ValueError(f"block {block_id!r} is given twice")
+        seen.add(block_id)
+        array = np.asarray(genotypes)
+        if array.ndim != 2:
+            raise ValueError(f"block {block_id!r}: expected a 2-D (subjects x variants) array, got shape {array.shape}")
+        n_subjects, n_snps = array.shape
+        if n_snps < 1:
+            raise ValueError(f"block {block_id!r} has no variants")
+        if n_subjects < 2:
+            raise ValueError(
+                f"block {block_id!r} has {n_subjects} subject(s); at least 2 are needed "
+                "to split training and validation subjects"
+            )
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"block {block_id!r}: genotypes must be integers (int8), got {array.dtype}")
+        low, high = int(array.min()), int(array.max())
+        if low < -1 or high > 2:
+            raise ValueError(f"block {block_id!r}: genotypes must be in {{-1, 0, 1, 2}}, found {low}..{high}")
+        if high < 0:
+            raise ValueError(f"block {block_id!r} has no observed genotype (all missing)")
+        checked.append((block_id, array.astype(np.int8, copy=False)))
+    return checked
+
+
+# ---------------------------------------------------------------- training
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _group_blocks(widths: Sequence[int], n_subjects: Sequence[int]) -> list[list[int]]:
+    """Indices grouped by subject count and similar width (deterministic)."""
+    order = sorted(range(len(widths)), key=lambda i: (n_subjects[i], widths[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        current = groups[-1] if groups else None
+        if (
+            current is not None
+            and n_subjects[current[0]] == n_subjects[i]
+            and widths[i] <= MAX_WIDTH_RATIO * widths[current[0]]
+            and (len(current) + 1) * widths[i] <= MAX_GROUP_VARIANTS
+            and len(current) < MAX_GROUP_BLOCKS
+        ):
+            current.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def train_blocks(
+    blocks: Sequence[tuple[str, np.ndarray]],
+    config: BlockVAEConfig,
+    *,
+    device: str | torch.device | None = None,
+    log: Callable[[str], None] | None = None,
+    on_fit: Callable[[BlockFit], None] | None = None,
+) -> list[BlockFit]:
+    """Train one block VAE per block, stacking similar blocks into one batched model.
+
+    Parameters
+    ----------
+    blocks
+        ``(block_id, genotypes)`` pairs; genotypes int8 (subjects, variants), -1 missing.
+    config
+        Model and training settings (shared by all blocks).
+    device
+        Torch device; ``None`` picks CUDA when available, else CPU.
+    log
+        Receives progress lines (group i/n, epoch, losses).
+    on_fit
+        When given, each :class:`BlockFit` is handed to it as soon as it is
+        ready and not kept, so results of thousands of blocks never pile up in
+        memory; the function then returns an empty list.
+
+    Returns
+    -------
+    list of BlockFit
+        In the order of ``blocks`` (empty when ``on_fit`` is given).
+
+    Raises
+    ------
+    ValueError
+        On a bad block (see :func:`validate_blocks`) before anything trains.
+    """
+    checked = validate_blocks(blocks, config)
+    device = _pick_device(device)
+    say = log or (lambda message: None)
+    groups = _group_blocks([g.shape[1] for _, g in checked], [g.shape[0] for _, g in checked])
+    fits: dict[int, BlockFit] = {}
+
+    def deliver(index: int, fit: BlockFit) -> None:
+        if on_fit is not None:
+            on_fit(fit)
+        else:
+            fits[index] = fit
+
+    for number, members in enumerate(groups, start=1):
+        widths = [checked[i][1].shape[1] for i in members]
+        say(f"block group {number}/{len(groups)}: {len(members)} blocks, {min(widths)}-{max(widths)} variants, "
+            f"{checked[members[0]][1].shape[0]} subjects")
+        _train_group([checked[i] for i in members], config, device, say, lambda j, fit: deliver(members[j], fit),
+                     label=f"group {number}/{len(groups)}")
+    return [fits[i] for i in range(len(checked))] if on_fit is None else []
+
+
+def _train_group(
+    blocks: list[tuple[str, np.ndarray]],
+    config: BlockVAEConfig,
+    device: torch.device,
+    say: Callable[[str], None],
+    deliver: Callable[[int, BlockFit], None],
+    label: str,
+) -> None:
+    """Train blocks sharing a subject count as one stacked model."""
+    n_subjects = blocks[0][1].shape[0]
+    width = max(g.shape[1] for _, g in blocks)
+    train_idx, val_idx = split_subjects(n_subjects, config)
+    padded = np.full((len(blocks), n_subjects, width), -1, dtype=np.int8)
+    held = np.zeros((len(blocks), len(val_idx), width), dtype=bool)
+    for g, (block_id, genotypes) in enumerate(blocks):
+        padded[g, :, : genotypes.shape[1]] = genotypes
+        held[g, :, : genotypes.shape[1]] = heldout_mask(genotypes[val_idx], config, block_id)
+    x_train = torch.as_tensor(padded[:, train_idx], device=device)
+    x_val = torch.as_tensor(padded[:, val_idx], device=device)
+    del padded
+    # Held-out entries are neither visible to the encoder nor a validation target.
+    val_visible = (x_val >= 0) & ~torch.as_tensor(held, device=device)
+
+    generator = torch.Generator().manual_seed(config.seed)
+    model = StackedBlockVAE([g.shape[1] for _, g in blocks], config.latent_size, config.hidden_widths,
+                            generator=generator).to(device)
+    if device.type != "cpu":
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    n_train = len(train_idx)
+    batch = min(config.batch_size, n_train)
+    steps_per_epoch = math.ceil(n_train / batch)
+    total_steps = config.max_epochs * steps_per_epoch
+    warmup_steps = config.lr_warmup_epochs * steps_per_epoch
+    schedule = dict(beta=config.beta, schedule=config.beta_schedule, warmup_epochs=config.kl_warmup_epochs,
+                    max_epochs=config.max_epochs, n_cycles=config.kl_cycles)
+
+    active = list(range(len(blocks)))  # original positions of the blocks still training
+    best = model.parameters_snapshot()
+    best_val = torch.full((len(blocks),), float("inf"))
+    best_epoch = [0] * len(blocks)
+    stale = [0] * len(blocks)
+    curves: list[list[dict]] = [[] for _ in blocks]
+    step = 0
+    for epoch in range(config.max_epochs):
+        model.train()
+        train_sum = torch.zeros(len(active), device=device)
+        order = torch.randperm(n_train, generator=generator, device=device)
+        beta = lr = 0.0
+        for start in range(0, n_train, batch):
+            lr = learning_rate(step, lr=config.lr, warmup_steps=warmup_steps, total_steps=total_steps)
+            beta = kl_weight(epoch + start / n_train, **schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = x_train[:, order[start:start + batch]]
+            observed = x >= 0
+            rates = config.mask_rate_min + (config.mask_rate_max - config.mask_rate_min) * torch.rand(
+                (x.shape[0], x.shape[1], 1), generator=generator, device=device)
+            hidden = torch.rand(x.shape, generator=generator, device=device) < rates
+            inference, generative = model(x, observed & ~hidden, generator=generator)
+            terms = vae_loss(generative[TENSOR_KEYS.LOGITS], x, observed, inference[TENSOR_KEYS.Z_MEAN],
+                             inference[TENSOR_KEYS.Z_LOG_VAR], beta, config.focal_gamma)
+            optimizer.zero_grad(set_to_none=True)
+            # Blocks share no parameter, so the sum trains each block on its own loss.
+            terms.loss.sum().backward()
+            optimizer.step()
+            train_sum += terms.loss.detach() * x.shape[1]
+            step += 1
+
+        val_loss, val_recon, val_kl = _validation_terms(model, x_val, val_visible, config, batch)
+        train_loss = (train_sum / n_train).cpu()
+        finished: list[int] = []
+        for local, g in enumerate(active):
+            curves[g].append({"epoch": epoch, "train_loss": float(train_loss[local]), "val_loss": float(val_loss[local]),
+                              "recon": float(val_recon[local]), "kl": float(val_kl[local]),
+                              "beta": beta, "lr": lr})
+            if val_loss[local] < best_val[g]:
+                best_val[g] = val_loss[local]
+                best_epoch[g] = epoch
+                stale[g] = 0
+                with torch.no_grad():
+                    for snap, live in zip(best, [*model.weights, *model.biases]):
+                        snap[local].copy_(live[local])
+            else:
+                stale[g] += 1
+                if stale[g] >= config.patience:
+                    finished.append(local)
+        last = epoch == config.max_epochs - 1
+        if last:
+            finished = list(range(len(active)))
+        say(f"{label} epoch {epoch + 1}/{config.max_epochs}: train {train_loss.mean():.3f} "
+            f"val {val_loss.mean():.3f} beta {beta:.3f} lr {lr:.2e}, {len(active)} blocks training")
+        if not finished:
+            continue
+        for local in finished:
+            g = active[local]
+            block_id, genotypes = blocks[g]
+            single = BlockVAE.from_config(config, genotypes.shape[1]).to(device)
+            state = model.block_state_dict(local, best)
+            single.load_state_dict(state)
+            embedding, metrics = block_metrics(single, genotypes, config, block_id)
+            metrics[METRIC_KEYS.EPOCHS_RUN] = epoch + 1
+            metrics[METRIC_KEYS.BEST_EPOCH] = best_epoch[g]
+            deliver(g, BlockFit(block_id=block_id, state_dict={k: v.cpu() for k, v in state.items()},
+                                embedding=embedding, curve=pd.DataFrame(curves[g], columns=CURVE_COLUMNS),
+                                metrics=metrics, config=config))
+            curves[g] = []
+        if last:
+            break
+        keep_local = [i for i in range(len(active)) if i not in set(finished)]
+        if not keep_local:
+            break
+        # Drop finished blocks from the stack (weights, optimiser moments, data) so they cost nothing more.
+        keep = torch.tensor(keep_local, device=device)
+        params = [*model.weights, *model.biases]
+        model.keep_blocks(keep)
+        for param in params:
+            state = optimizer.state.get(param, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key] = state[key][keep].contiguous()
+        best = [snap[keep].contiguous() for snap in best]
+        x_train, x_val, val_visible = x_train[keep], x_val[keep], val_visible[keep]
+        active = [active[i] for i in keep_local]
+
+
+@torch.no_grad()
+def _validation_terms(model: StackedBlockVAE, x_val, visible, config: BlockVAEConfig, chunk: int):
+    """(loss, reconstruction, kl) per block on validation subjects at the target beta, decoding the posterior mean (deterministic)."""
+    model.eval()
+    n_val = x_val.shape[1]
+    recon = torch.zeros(x_val.shape[0], device=x_val.device)
+    kl = torch.zeros_like(recon)
+    for start in range(0, n_val, chunk):
+        x, v = x_val[:, start:start + chunk], visible[:, start:start + chunk]
+        inference, generative = model(x, v, sample=False)
+        terms = vae_loss(generative[TENSOR_KEYS.LOGITS], x, v, inference[TENSOR_KEYS.Z_MEAN],
+                         inference[TENSOR_KEYS.Z_LOG_VAR], config.beta, config.focal_gamma)
+        recon += terms.reconstruction * x.shape[1]
+        kl += terms.kl * x.shape[1]
+    recon, kl = (recon / n_val).cpu(), (kl / n_val).cpu()
+    return recon + config.beta * kl, recon, kl
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def save_block_fit(fit: BlockFit, out_dir: str | Path, subject_ids: Sequence[str]) -> dict[str, Path]:
+    """Write a block's artifacts atomically into ``out_dir``.
+
+    Files: ``embedding.parquet`` (subject_id, z0..), ``embedding.npy``
+    (float32), ``model.pt`` (single-block ``state_dict``), ``curve.csv`` and
+    ``metrics.json`` (metrics plus block id and config).
+
+    Returns
+    -------
+    dict
+        Artifact name (file stem) to path.
+    """
+    out_dir = Path(out_dir)
+    ids = [str(s) for s in subject_ids]
+    if len(ids) != fit.embedding.shape[0]:
+        raise ValueError(
+            f"block {fit.block_id!r}: {len(ids)} subject ids for an embedding of {fit.embedding.shape[0]} rows"
+        )
+    frame = pd.DataFrame(fit.embedding, columns=[f"z{i}" for i in range(fit.embedding.shape[1])])
+    frame.insert(0, "subject_id", ids)
+    buffer = io.BytesIO()
+    torch.save(fit.state_dict, buffer)
+    with storage.atomic_path(out_dir / "model.pt") as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    metrics = {**fit.metrics, "block_id": fit.block_id, "config": dataclasses.asdict(fit.config)}
+    return {
+        "embedding": storage.write_parquet(out_dir / "embedding.parquet", frame),
+        "embedding_npy": storage.write_npy(out_dir / "embedding.npy", fit.embedding.astype(np.float32)),
+        "model": out_dir / "model.pt",
+        "curve": storage.write_text(out_dir / "curve.csv", fit.curve.to_csv(index=False)),
+        "metrics": storage.write_json(out_dir / "metrics.json", metrics),
+    }
+
+
+def load_block_model(out_dir: str | Path, config: BlockVAEConfig, n_snps: int, *, device=None) -> BlockVAE:
+    """Rebuild a block's :class:`BlockVAE` from ``out_dir/model.pt`` (``weights_only=True``), in eval mode."""
+    model = BlockVAE.from_config(config, n_snps)
+    state = torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(_pick_device(device) if device is not None else "cpu").eval()
