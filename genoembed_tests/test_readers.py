@@ -115,6 +115,22 @@ def test_vcf_variants_streams_match_single_sorted_file(tmp_path, cohort, layout)
     assert list(manifest["n_snps"]) == [12, 15, 15, 8]
 
 
+def test_bcf_reads_like_vcf(tmp_path, cohort):
+    from cyvcf2 import VCF, Writer
+
+    text = write_vcf(tmp_path / "txt", cohort)
+    (tmp_path / "in").mkdir()
+    reader = VCF(str(text))
+    writer = Writer(str(tmp_path / "in" / "cohort.bcf"), reader, mode="wb")
+    for record in reader:
+        writer.write_record(record)
+    writer.close()
+    reader.close()
+    ingest_cohort(tmp_path / "in", tmp_path / "out", max_variants_per_block=20, log=quiet, **NO_FILTER)
+    g, _ = read_back(tmp_path / "out")
+    np.testing.assert_array_equal(g, cohort.genotypes)
+
+
 def test_vcf_dosage_half_calls_and_haploid(tmp_path):
     c = make_cohort(n_subjects=4, counts={"chr1_b0000": 1})
     lines = vcf_text(c).splitlines()

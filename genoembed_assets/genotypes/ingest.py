@@ -4,7 +4,7 @@
 cheaply (for a sensor), ``ingest_cohort`` validates, filters and writes the
 normalised layout, and ``load_or_compute_pcs`` returns ancestry PCs.
 
-Policies (also in docs/design.md):
+Policies:
 
 * Variants on contigs that map to no modelled chromosome (1-22, X; e.g.
   ``GL000192.1``, ``MT``, ``Y``, PLINK code 0) are skipped and counted per
@@ -261,7 +261,20 @@ class _Source:
         n = len(self.subjects)
         pending = list(self.blocks["block_id"])
         ready: dict[str, np.ndarray] = {}
-        for site, dose in iter_dosages(self.vcfs, wanted):
+        stream = iter_dosages(self.vcfs, wanted)
+        site = -1
+        while True:
+            try:
+                site, dose = next(stream)
+            except StopIteration:
+                break
+            except CohortInputError:
+                raise
+            except Exception as exc:  # htslib errors surface as bare Exceptions
+                lines = self.vcfs.sites["line"]
+                at = lines.iloc[min(site + 1, len(lines) - 1)]
+                raise CohortInputError(self.path, f"cannot read genotypes ({exc})",
+                                       where=f"near {self.vcfs.line_unit} {at}") from None
             b, col = where[site]
             if b not in buffers:
                 buffers[b] = np.empty((n, len(groups[b])), dtype=np.int8)
@@ -333,13 +346,16 @@ def _open_source(folder: Path, max_variants_per_block: int) -> _Source:
     files = _vcf_files(folder)
     vcfs = open_vcfs(files)
     label = files[0] if len(files) == 1 else folder
-    variants, blocks, skipped = _assign(vcfs.sites, block_map, max_variants_per_block, label)
+    variants, blocks, skipped = _assign(vcfs.sites, block_map, max_variants_per_block, label, vcfs.line_unit)
     return _Source(**common, path=label, subjects=pd.DataFrame({"subject_id": vcfs.samples}), blocks=blocks,
                    skipped=skipped, variants=variants, vcfs=vcfs)
 
 
-def _assign(sites: pd.DataFrame, block_map: pd.DataFrame, max_variants: int, path: Path):
-    """Map sites to blocks; return (variants in genomic order, blocks, skipped counts)."""
+def _assign(sites: pd.DataFrame, block_map: pd.DataFrame, max_variants: int, path: Path, unit: str = "line"):
+    """Map sites to blocks; return (variants in genomic order, blocks, skipped counts).
+
+    ``unit`` says what ``sites['line']`` counts ('line' or, for BCF, 'record').
+    """
     skipped: dict = {}
     for status in ("multiallelic", "no_alt"):
         n_status = int((sites["status"] == status).sum())
@@ -359,10 +375,10 @@ def _assign(sites: pd.DataFrame, block_map: pd.DataFrame, max_variants: int, pat
             raise CohortInputError(path, "no variant records found")
         if not ok.any():
             raise CohortInputError(path, f"no usable variant: all {len(sites)} records skipped {skipped}",
-                                   where=f"line {first['line']}")
+                                   where=f"{unit} {first['line']}")
         raise CohortInputError(path, f"no variant on a chromosome we can map: contig {first['chrom']!r} "
                                "(expected 1-22 or X, with or without 'chr'; PLINK codes 23/25 for X)",
-                               where=f"line {first['line']} (variant {first['id'] or first['pos']})")
+                               where=f"{unit} {first['line']} (variant {first['id'] or first['pos']})")
     idx = np.flatnonzero(usable)
     c = chrom.to_numpy()[idx].astype(str)
     pos = sites["pos"].to_numpy()[idx]
@@ -374,7 +390,7 @@ def _assign(sites: pd.DataFrame, block_map: pd.DataFrame, max_variants: int, pat
         skipped["outside_blocks"] = int((~inside).sum())
     if not inside.any():
         raise CohortInputError(path, f"none of the {len(idx)} usable variants falls inside a block of the map "
-                               f"(is the genome build right?)", where=f"line {sites['line'].iloc[idx[0]]}")
+                               f"(is the genome build right?)", where=f"{unit} {sites['line'].iloc[idx[0]]}")
     sel = idx[inside]
     variants = pd.DataFrame({
         "block_id": ids[inside].astype(str), "chrom": c[inside], "pos": pos[inside],

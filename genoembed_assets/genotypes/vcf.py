@@ -4,7 +4,7 @@ Dosage = number of ALT alleles in GT (0/1/2); a call with any missing allele
 (``./.``, ``0/.``) is -1; a haploid call counts as homozygous (0 or 2), the
 PLINK convention for male X.
 
-Policies (see docs/design.md):
+Policies:
 
 * Multiallelic records (more than one ALT) are skipped and counted
   (``status == 'multiallelic'``); split them first (``bcftools norm -m-``) to
@@ -19,6 +19,7 @@ Policies (see docs/design.md):
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -50,7 +51,8 @@ class VcfSet:
     sites : pandas.DataFrame
         ``chrom`` (as written), ``pos``, ``id``, ``ref``, ``alt``, ``file``
         (index into ``files``), ``line`` (line number in that file) and
-        ``status`` ('ok', 'multiallelic' or 'no_alt'), in stream order.
+        ``status`` ('ok', 'multiallelic' or 'no_alt'), in stream order. For
+        BCF ``line`` is the record number (see ``line_unit``).
     """
 
     files: tuple[Path, ...]
@@ -58,17 +60,46 @@ class VcfSet:
     samples: list[str]
     sites: pd.DataFrame
 
+    @property
+    def line_unit(self) -> str:
+        """How ``sites['line']`` counts: file lines (text VCF) or records (BCF)."""
+        return "record" if any(p.name.lower().endswith(".bcf") for p in self.files) else "line"
+
+
+def _text_header(path: Path) -> tuple[int, list[str]] | None:
+    """(number of header lines, sample names) of a plain or gzipped text VCF; None for BCF."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    opener = gzip.open if magic[:2] == b"\x1f\x8b" else open
+    n = 0
+    try:
+        with opener(path, "rt", errors="replace") as fh:
+            for line in fh:
+                if not line.startswith("#"):
+                    break
+                n += 1
+                if line.startswith("#CHROM"):
+                    return n, line.rstrip("\n").split("\t")[9:]
+    except (OSError, EOFError, UnicodeError):
+        return None
+    return None  # BCF (binary) or no #CHROM line
+
 
 def _open(path: Path) -> VCF:
     try:
         return VCF(str(path), gts012=True, lazy=True, threads=1)
     except Exception as exc:  # cyvcf2 raises OSError, ValueError or a bare Exception on bad headers
+        header = _text_header(path)
+        if header is not None:
+            _check_unique(path, header[1])  # htslib rejects duplicates without naming them
         raise CohortInputError(path, f"cannot open as VCF/BCF ({exc})") from None
 
 
 def _read_sites(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """Samples and sites of one file; ``line`` is the file line (text) or record number (BCF)."""
     vcf = _open(path)
-    n_header = len(vcf.raw_header.rstrip("\n").split("\n"))
+    header = _text_header(path)
+    n_header = header[0] if header is not None else 0
     samples = list(vcf.samples)
     if not samples:
         raise CohortInputError(path, "VCF has no sample columns (expected genotypes per subject)")
@@ -80,7 +111,8 @@ def _read_sites(path: Path) -> tuple[list[str], pd.DataFrame]:
             status = "ok" if len(alts) == 1 else ("no_alt" if not alts else "multiallelic")
             rows.append((v.CHROM, v.POS, v.ID or "", v.REF, ",".join(alts), n_header + record, status))
     except Exception as exc:  # htslib parse errors surface as bare Exceptions
-        raise CohortInputError(path, f"cannot parse record ({exc})", where=f"line {n_header + record + 1}") from None
+        unit = "line" if header is not None else "record"
+        raise CohortInputError(path, f"cannot parse record ({exc})", where=f"{unit} {n_header + record + 1}") from None
     finally:
         vcf.close()
     sites = pd.DataFrame(rows, columns=["chrom", "pos", "id", "ref", "alt", "line", "status"])
@@ -136,7 +168,7 @@ def _check_same_sites(path0: Path, a: pd.DataFrame, path: Path, b: pd.DataFrame)
             path, f"site {got['chrom']}:{got['pos']} {got['ref']}>{got['alt']} differs from "
             f"{want['chrom']}:{want['pos']} {want['ref']}>{want['alt']} at line {want['line']} of {path0.name}; "
             "VCFs with disjoint samples must list the same sites in the same order",
-            where=f"line {got['line']}")
+            where=f"line {got['line']}" if _text_header(path) is not None else f"record {i + 1}")
     if len(a) != len(b):
         raise CohortInputError(path, f"{len(b)} records, but {path0.name} has {len(a)}; VCFs with disjoint samples "
                                "must list the same sites")
