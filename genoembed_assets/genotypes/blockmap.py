@@ -64,7 +64,7 @@ def read_block_map(path: str | Path) -> pd.DataFrame:
             fields = re.split(r"[ \t]+", line.strip())
             if not fields or not fields[0] or fields[0].startswith("#"):
                 continue
-            if line_no == 1 and not fields[1].isdigit():
+            if line_no == 1 and len(fields) > 1 and not fields[1].isdigit():
                 continue  # header line such as "chr start end"
             if len(fields) < 3:
                 raise CohortInputError(path, f"expected 3 columns chrom/start/end, got {len(fields)}", where=f"line {line_no}")
