@@ -3,7 +3,6 @@
 Assets stay thin: read the partition key, call the pure layer, write, report.
 """
 
-from __future__ import annotations
 
 import json
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ... import storage as atomic
-from ...genotypes import ingest, layout, pcs, qc
+from ...genotypes import ingest, layout, qc
 from ...genotypes.validate import validate_ingested_cohort
 from ..metadata import check_results, markdown_table
 from ..partitions import (
@@ -67,7 +66,9 @@ def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storag
     filtering = json.loads(qc_path.read_text()) if qc_path.exists() else {}
     return dg.MaterializeResult(
         metadata={
-            "format": getattr(report, "format", "unknown"),
+            "format": report.format,
+            "build": report.build,
+            "n_variants_in": report.n_variants_in,
             "source": dg.MetadataValue.path(str(source)),
             "path": dg.MetadataValue.path(str(out)),
             "n_subjects": n_subjects,
@@ -131,7 +132,9 @@ class PcsConfig(dg.Config):
 def ancestry_pcs(context: dg.AssetExecutionContext, config: PcsConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
     inp = storage.input_dir(cohort)
-    table, source = pcs.load_or_compute_pcs(inp, n_pcs=config.n_pcs, seed=config.seed, log=context.log.info)
+    table = ingest.load_or_compute_pcs(inp, n_pcs=config.n_pcs, seed=config.seed)
+    source = table.attrs.get("source", "unknown")
+    context.log.info(f"ancestry PCs for {cohort!r}: {source}")
     path = atomic.write_parquet(storage.cohort_dir(cohort) / "pcs.parquet", table)
     subjects = layout.read_subjects(inp)
     values = table.drop(columns="subject_id").to_numpy(dtype=float)
