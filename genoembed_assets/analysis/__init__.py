@@ -1,0 +1,81 @@
+"""Post-hoc analyses of block and subject embeddings (pure: no Dagster).
+
+Every analysis is a function returning an :class:`AnalysisResult` (a main
+table, a dict of headline figures, optional extra tables); ``figures`` turns
+each result into a PNG, ``checks`` holds the pure checks the Dagster layer
+reports, and :func:`png_preview_markdown` makes a small inline preview.
+
+Typical order::
+
+    feats = block_pc1_features(block_embeddings, covariates=pcs)   # ancestry-adjusted
+    clusters = cluster_subjects(embedding, pcs)                     # adjusted by default
+    drivers = block_drivers(clusters.table, feats, pcs, embedding)
+    leave_out = leave_region_out(feats, blocks, clusters.table)     # default: the MHC
+    assoc = associate_phenotypes({"block": feats, "embedding": embedding}, phenotypes, pcs)
+    locus = validate_locus(assoc.table, blocks, "17q21")
+    geometry = embedding_geometry(block_embeddings, embedding, pcs)
+    summary = findings_summary(drivers, leave_out, assoc, locus)
+"""
+
+from .association import DEFAULT_MODELS, associate_phenotypes, bh_fdr, dispersion_test, ols_feature_tests
+from .checks import CheckOutcome, check_all_finite, check_cluster_sizes, check_phenotypes_tested, check_pvalues_vary
+from .clusters import DEFAULT_K_RANGE, StabilityKMeans, cluster_subjects
+from .drivers import block_drivers
+from .features import AnalysisResult, align_subjects, block_pc1_features, eta_squared, residualize
+from .figures import (
+    plot_association,
+    plot_clusters,
+    plot_drivers,
+    plot_geometry,
+    plot_leave_region_out,
+    plot_locus,
+    plot_summary,
+)
+from .geometry import embedding_geometry
+from .leave_region_out import DEFAULT_REGIONS, leave_region_out
+from .locus import validate_locus
+from .preview import png_preview_markdown
+from .regions import MHC_HG19, Region, block_genes, blocks_in_regions, resolve_region
+from .sparse_kmeans import SparseKMeans
+from .summary import findings_summary
+
+__all__ = [
+    "DEFAULT_K_RANGE",
+    "DEFAULT_MODELS",
+    "DEFAULT_REGIONS",
+    "MHC_HG19",
+    "AnalysisResult",
+    "CheckOutcome",
+    "Region",
+    "SparseKMeans",
+    "StabilityKMeans",
+    "align_subjects",
+    "associate_phenotypes",
+    "bh_fdr",
+    "block_drivers",
+    "block_genes",
+    "block_pc1_features",
+    "blocks_in_regions",
+    "check_all_finite",
+    "check_cluster_sizes",
+    "check_phenotypes_tested",
+    "check_pvalues_vary",
+    "cluster_subjects",
+    "dispersion_test",
+    "embedding_geometry",
+    "eta_squared",
+    "findings_summary",
+    "leave_region_out",
+    "ols_feature_tests",
+    "plot_association",
+    "plot_clusters",
+    "plot_drivers",
+    "plot_geometry",
+    "plot_leave_region_out",
+    "plot_locus",
+    "plot_summary",
+    "png_preview_markdown",
+    "residualize",
+    "resolve_region",
+    "validate_locus",
+]

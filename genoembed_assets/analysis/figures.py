@@ -1,0 +1,205 @@
+"""PNG figures for each analysis (matplotlib object API, no pyplot state).
+
+Every ``plot_*`` function takes the :class:`AnalysisResult` of its analysis and
+an output path, writes the PNG atomically and returns the path. Figures are
+built with :class:`matplotlib.figure.Figure` directly, so no global backend or
+pyplot state is touched (safe in Dagster worker processes and threads).
+``block_labels`` maps block IDs to gene names shown beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .. import storage
+from .features import AnalysisResult
+
+__all__ = [
+    "plot_association",
+    "plot_clusters",
+    "plot_drivers",
+    "plot_geometry",
+    "plot_leave_region_out",
+    "plot_locus",
+    "plot_summary",
+    "save_figure",
+]
+
+DPI = 110
+KIND_COLOURS = {"block": "#1f77b4", "genotype_pc": "#d62728", "embedding": "#2ca02c"}
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as PNG through a temporary file (atomic)."""
+    with storage.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    return Path(path)
+
+
+def _label(feature: str, block_labels: Mapping[str, str] | None) -> str:
+    genes = (block_labels or {}).get(feature, "")
+    return f"{feature} ({genes})" if genes else str(feature)
+
+
+def _bars(ax, names, values, colours, xlabel):
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, values, color=colours)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_clusters(result: AnalysisResult, path: str | os.PathLike) -> Path:
+    """PCA scatter coloured by cluster, and the k scan (silhouette, stability)."""
+    table, scan, s = result.table, result.tables["k_scan"], result.summary
+    fig = Figure(figsize=(11, 4.5))
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
+    for c in sorted(table["cluster"].unique()):
+        part = table[table["cluster"] == c]
+        ax.scatter(part["pc1"], part["pc2"], s=8, alpha=0.7, label=f"cluster {c} (n={len(part)})")
+    ax.set_xlabel("PC1 of clustered features")
+    ax.set_ylabel("PC2")
+    adjusted = "ancestry-adjusted" if s["adjusted_for_ancestry"] else "unadjusted"
+    ax.set_title(f"Subject clusters ({adjusted}), k={s['k']}")
+    ax.legend(fontsize=8, markerscale=2)
+    ax2.plot(scan["k"], scan["silhouette"], "o-", label="silhouette")
+    ax2.plot(scan["k"], scan["stability_ari"], "s-", label="stability (mean ARI)")
+    ax2.axvline(s["k"], color="grey", ls="--", lw=1)
+    ax2.set_xlabel("k")
+    ax2.set_ylim(min(0, scan["silhouette"].min()) - 0.05, 1.05)
+    ax2.set_title(f"k choice; HDBSCAN: {s['hdbscan_n_clusters']} clusters, {s['hdbscan_noise_fraction']:.0%} noise")
+    ax2.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_drivers(result: AnalysisResult, path: str | os.PathLike, top: int = 20, block_labels: Mapping[str, str] | None = None) -> Path:
+    """Bars of eta squared for the top features, blocks vs genotype PCs."""
+    table = result.table.head(top)
+    best_pc = result.table[result.table["kind"] == "genotype_pc"].head(1)
+    if len(best_pc) and not best_pc["feature"].isin(table["feature"]).all():
+        table = pd.concat([table.head(top - 1), best_pc])  # always show ancestry for contrast
+    fig = Figure(figsize=(8, 0.3 * len(table) + 1.8))
+    ax = fig.subplots()
+    _bars(ax, [_label(f, block_labels) for f in table["feature"]], table["eta2"], [KIND_COLOURS[k] for k in table["kind"]], "eta squared (cluster membership)")
+    s = result.summary
+    ax.set_title(f"What drives the clusters: {s['leading_feature']} leads (eta2={s['leading_eta2']:.2f}); best genotype PC {s['top_genotype_pc']} ({s['top_genotype_pc_eta2']:.2f})", fontsize=9)
+    handles = [Patch(color=c, label=k) for k, c in KIND_COLOURS.items() if k in set(table["kind"])]
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_leave_region_out(result: AnalysisResult, path: str | os.PathLike, top: int = 15, block_labels: Mapping[str, str] | None = None) -> Path:
+    """Eta squared of the new clusters by the remaining blocks, old clusters beside."""
+    table = result.table.head(top)
+    s = result.summary
+    fig = Figure(figsize=(8, 0.32 * len(table) + 1.8))
+    ax = fig.subplots()
+    y = np.arange(len(table))[::-1]
+    ax.barh(y + 0.2, table["eta2"], height=0.4, color="#1f77b4", label="new clusters")
+    ax.barh(y - 0.2, table["eta2_old"], height=0.4, color="#aaaaaa", label="original clusters")
+    ax.set_yticks(y, [_label(f, block_labels) for f in table["feature"]], fontsize=8)
+    ax.set_xlabel("eta squared")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(
+        f"Without {', '.join(s['regions'])} ({s['n_dropped']} blocks dropped):\n{s['leading_block']} leads; ARI old vs new {s['ari_old_new']:.2f}",
+        fontsize=9,
+    )
+    return save_figure(fig, path)
+
+
+def plot_association(result: AnalysisResult, path: str | os.PathLike, q_level: float = 0.05, n_labels: int = 6) -> Path:
+    """Volcano plot (effect vs -log10 p), one colour per phenotype; top hits labelled."""
+    table = result.table.dropna(subset=["p"])
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.subplots()
+    logp = -np.log10(np.clip(table["p"].to_numpy(), 1e-300, 1))
+    for trait in table["phenotype"].unique():
+        sel = (table["phenotype"] == trait).to_numpy()
+        ax.scatter(table["effect"][sel], logp[sel], s=14, alpha=0.7, label=trait)
+    sig = table[table["q"] < q_level]
+    if len(sig):
+        ax.axhline(-np.log10(sig["p"].max()), color="grey", ls="--", lw=1, label=f"q = {q_level}")
+    for i in np.argsort(-logp)[:n_labels]:
+        row = table.iloc[i]
+        ax.annotate(f"{row['feature']}:{row['phenotype']}", (row["effect"], logp[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("effect per SD of feature (log scale / log rate ratio)")
+    ax.set_ylabel("-log10 p")
+    s = result.summary
+    ax.set_title(f"Phenotype association: {s['n_significant']} of {s['n_tests']} tests at q<{q_level}; strongest trait {s['strongest_phenotype']}")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_locus(result: AnalysisResult, path: str | os.PathLike) -> Path:
+    """Background min-p distributions per phenotype with the locus marked."""
+    background, table = result.tables["background"], result.table
+    traits = list(table["phenotype"])
+    fig = Figure(figsize=(3.2 * len(traits), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(traits)))
+    for ax, row in zip(axes, table.itertuples(index=False)):
+        ax.hist(-np.log10(background[row.phenotype]), bins=30, color="#bbbbbb")
+        ax.axvline(-np.log10(max(row.locus_min_p, 1e-300)), color="#d62728", lw=2)
+        ax.set_title(f"{row.phenotype}: empirical p={row.empirical_p:.3g}", fontsize=9)
+        ax.set_xlabel("-log10 min p")
+    axes[0].set_ylabel("background sets")
+    fig.suptitle(f"Locus validation: {result.summary['locus']} vs {result.summary['n_background']} matched background sets")
+    return save_figure(fig, path)
+
+
+def plot_geometry(result: AnalysisResult, path: str | os.PathLike) -> Path:
+    """Heatmap of embedding axis x genotype PC correlations, and the distance scatter."""
+    corr = result.table.pivot(index="axis", columns="pc", values="corr")
+    corr = corr.loc[result.tables["axis_r2"]["axis"], sorted(corr.columns, key=lambda c: int(str(c).lstrip("PC") or 0))]
+    s = result.summary
+    fig = Figure(figsize=(11, 0.25 * len(corr) + 3))
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
+    image = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(corr.shape[1]), corr.columns, fontsize=8, rotation=45)
+    ax.set_yticks(range(corr.shape[0]), corr.index, fontsize=7)
+    ax.set_title(f"Embedding axes vs genotype PCs (mean R2 on PCs {s['mean_r2_pcs']:.2f})", fontsize=9)
+    fig.colorbar(image, ax=ax, label="Pearson r")
+    d = result.tables["distances"]
+    ax2.scatter(d["phase1"], d["phase2"], s=3, alpha=0.3)
+    ax2.set_xlabel("Phase 1 distance (all blocks)")
+    ax2.set_ylabel("Phase 2 distance")
+    ax2.set_title(f"Pairwise distances: Spearman {s['distance_spearman']:.2f}, Pearson {s['distance_pearson']:.2f}", fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_summary(
+    drivers: AnalysisResult,
+    leave_out: AnalysisResult,
+    association: AnalysisResult,
+    path: str | os.PathLike,
+    block_labels: Mapping[str, str] | None = None,
+    top: int = 8,
+) -> Path:
+    """One panel of findings: drivers, leave-region-out and the strongest association."""
+    fig = Figure(figsize=(15, 5))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    d = drivers.table.head(top)
+    _bars(ax1, [_label(f, block_labels) for f in d["feature"]], d["eta2"], [KIND_COLOURS[k] for k in d["kind"]], "eta squared")
+    ax1.set_title(f"A. Leading block: {_label(drivers.summary['leading_block'], block_labels)}", fontsize=10)
+    lo = leave_out.table.head(top)
+    _bars(ax2, [_label(f, block_labels) for f in lo["feature"]], lo["eta2"], "#1f77b4", "eta squared (new clusters)")
+    ax2.set_title(f"B. Without {leave_out.summary['n_dropped']} region blocks: {leave_out.summary['leading_block']} leads\n(ARI old vs new {leave_out.summary['ari_old_new']:.2f})", fontsize=10)
+    per = association.summary["per_phenotype"]
+    traits = list(per)
+    strengths = [per[t]["max_abs_stat"] for t in traits]
+    y = np.arange(len(traits))[::-1]
+    ax3.barh(y, strengths, color="#2ca02c")
+    ax3.set_yticks(y, [f"{t} ({per[t]['n_q05']} at q<0.05)" for t in traits], fontsize=8)
+    ax3.set_xlabel("strongest |t| or |z| per phenotype")
+    top_hit = association.summary["strongest"] or {}
+    ax3.set_title(f"C. Strongest association: {top_hit.get('feature')} with {top_hit.get('phenotype')}\n(q={top_hit.get('q', float('nan')):.2g})", fontsize=10)
+    fig.suptitle("genoembed findings summary", fontsize=12)
+    fig.tight_layout()
+    return save_figure(fig, path)
