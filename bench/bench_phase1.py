@@ -1,0 +1,283 @@
+"""Phase 1 benchmark: a plain per-block PyTorch loop against genoembed's stacked trainer.
+
+Both ways train the same blocks with the same configuration, the same
+subject split and the same held-out entries, each in its own subprocess so
+peak memory does not mix. Printed per way: genotype-epochs per second
+(subjects x variants x epochs run / training seconds), peak RSS and the mean
+held-out masked accuracy beside the per-variant mode baseline.
+
+(a) ``loop``: the way a first version is usually written: one ``nn.Module`` per
+    block, a ``DataLoader`` over a ``TensorDataset``, ``F.one_hot`` input,
+    ``F.cross_entropy`` on a (subjects x variants, 3) view, early stopping with
+    a ``deepcopy`` of the best ``state_dict``.
+(b) ``genoembed``: :func:`genoembed_assets.models.train_blocks`.
+
+Examples::
+
+    python bench/bench_phase1.py --cohort demo --preset fast
+    python bench/bench_phase1.py --cohort /tmp/big --blocks 40 --preset fast
+    python bench/bench_phase1.py --cohort 1kg --preset fast
+    python bench/bench_phase1.py --cohort synthetic --blocks 16 --subjects 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KG_VCF = Path(os.environ.get("GENOEMBED_SHARED", "/work/shared")) / "data" / "1kg_chr20" / "reference.vcf.gz"
+CACHE = Path(tempfile.gettempdir()) / "genoembed_bench"
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def load_blocks(cohort: str, n_blocks: int | None, n_subjects: int, seed: int) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """Blocks of a cohort: ``demo`` (simulated), ``synthetic``, ``1kg`` or a cohort folder."""
+    if cohort == "synthetic":
+        from genoembed_assets.models import synthetic_genotypes
+
+        rng = np.random.default_rng(seed)
+        widths = rng.integers(40, 161, size=n_blocks or 16)
+        blocks = [(f"syn_b{i:04d}", synthetic_genotypes(n_subjects, int(w), 6, seed=seed + i, missing_rate=0.01))
+                  for i, w in enumerate(widths)]
+        return blocks, f"synthetic haplotype blocks ({n_subjects} subjects)"
+    if cohort == "demo":
+        folder = CACHE / f"demo_{n_subjects}"
+        if not (folder / "manifest.tsv").exists():
+            from genoembed_assets.genotypes.simulate import simulate_cohort
+
+            simulate_cohort(folder, n_subjects=n_subjects, overwrite=True)
+        label = f"simulated demo cohort ({n_subjects} subjects, simulate_cohort defaults)"
+    elif cohort == "1kg":
+        folder = CACHE / "1kg_chr20"
+        if not (folder / "manifest.tsv").exists():
+            from genoembed_assets.genotypes.ingest import ingest_cohort
+
+            source = CACHE / "1kg_chr20_vcf"
+            source.mkdir(parents=True, exist_ok=True)
+            link = source / KG_VCF.name
+            if not link.exists():
+                link.symlink_to(KG_VCF)
+            ingest_cohort(source, folder, log=lambda message: None)
+        label = "1000 Genomes chr20 reference panel (ingested with default QC)"
+    else:
+        folder = Path(cohort)
+        label = str(folder)
+    from genoembed_assets.genotypes.layout import load_block, read_manifest, read_subjects
+
+    manifest = read_manifest(folder)
+    n = len(read_subjects(folder))
+    rows = list(manifest.itertuples(index=False))[: n_blocks or None]
+    return [(row.block_id, load_block(folder, row._asdict(), n)) for row in rows], label
+
+
+# ---------------------------------------------------------------- (a) the plain loop
+
+
+def train_loop(blocks, config) -> list[dict]:
+    """One model per block, trained with an ordinary DataLoader loop."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from genoembed_assets.models import heldout_mask, kl_weight, learning_rate, mode_baseline, split_subjects
+
+    class PlainVAE(nn.Module):
+        def __init__(self, n_snps: int) -> None:
+            super().__init__()
+            widths = [3 * n_snps, *config.hidden_widths]
+            layers = []
+            for a, b in zip(widths[:-1], widths[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.encoder = nn.Sequential(*layers)
+            self.mean = nn.Linear(widths[-1], config.latent_size)
+            self.log_var = nn.Linear(widths[-1], config.latent_size)
+            back = [config.latent_size, *reversed(config.hidden_widths)]
+            layers = []
+            for a, b in zip(back[:-1], back[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.decoder = nn.Sequential(*layers, nn.Linear(back[-1], 3 * n_snps))
+
+        def encode(self, x, visible):
+            one_hot = F.one_hot(x.clamp(min=0), 3).float() * visible.unsqueeze(-1).float()
+            h = self.encoder(one_hot.flatten(1))
+            return self.mean(h), self.log_var(h).clamp(-12, 8)
+
+        def decode(self, z):
+            return self.decoder(z).view(z.shape[0], -1, 3)
+
+    def losses(model, x, visible, target, beta, sample):
+        mean, log_var = model.encode(x, visible)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if sample else mean
+        logits = model.decode(z)
+        ce = F.cross_entropy(logits.reshape(-1, 3), x.clamp(min=0).reshape(-1), reduction="none").view(x.shape)
+        recon = (ce * target.float()).sum(1).mean()
+        kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(1).mean()
+        return recon + beta * kl, logits
+
+    results = []
+    for block_id, genotypes in blocks:
+        torch.manual_seed(config.seed)
+        train_idx, val_idx = split_subjects(genotypes.shape[0], config)
+        held = torch.as_tensor(heldout_mask(genotypes[val_idx], config, block_id))
+        x_all = torch.as_tensor(genotypes.astype(np.int64))
+        x_val = x_all[val_idx]
+        val_visible = (x_val >= 0) & ~held
+        model = PlainVAE(genotypes.shape[1])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        loader = DataLoader(TensorDataset(x_all[train_idx]), batch_size=config.batch_size, shuffle=True)
+        total = config.max_epochs * len(loader)
+        best, best_state, stale, step, epochs = math.inf, None, 0, 0, 0
+        for epoch in range(config.max_epochs):
+            model.train()
+            for i, (x,) in enumerate(loader):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, lr=config.lr, warmup_steps=config.lr_warmup_epochs * len(loader),
+                                                total_steps=total)
+                beta = kl_weight(epoch + i / len(loader), beta=config.beta, schedule=config.beta_schedule,
+                                 warmup_epochs=config.kl_warmup_epochs, max_epochs=config.max_epochs,
+                                 n_cycles=config.kl_cycles)
+                observed = x >= 0
+                rate = torch.empty(x.shape[0], 1).uniform_(config.mask_rate_min, config.mask_rate_max)
+                visible = observed & (torch.rand(x.shape) >= rate)
+                loss, _ = losses(model, x, visible, observed, beta, sample=True)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                step += 1
+            model.eval()
+            with torch.no_grad():
+                val_loss, _ = losses(model, x_val, val_visible, val_visible, config.beta, sample=False)
+            epochs = epoch + 1
+            if val_loss.item() < best:
+                best, best_state, stale = val_loss.item(), copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+        model.load_state_dict(best_state)
+        model.eval()
+        with torch.no_grad():
+            _, logits = losses(model, x_val, val_visible, val_visible, config.beta, sample=False)
+        predicted = logits.argmax(-1).numpy()
+        truth = genotypes[val_idx][held.numpy()]
+        baseline = np.broadcast_to(mode_baseline(genotypes[train_idx]), held.shape)[held.numpy()]
+        results.append({
+            "block_id": block_id, "n_subjects": genotypes.shape[0], "n_snps": genotypes.shape[1], "epochs_run": epochs,
+            "heldout_accuracy": float((predicted[held.numpy()] == truth).mean()),
+            "mode_baseline_accuracy": float((baseline == truth).mean()), "n_heldout": int(held.sum()),
+        })
+    return results
+
+
+# ---------------------------------------------------------------- (b) genoembed
+
+
+def train_genoembed(blocks, config) -> list[dict]:
+    from genoembed_assets.models import train_blocks
+
+    results: list[dict] = []
+    # Keep only metrics, as the Dagster asset writes each fit to disk and drops it.
+    train_blocks(blocks, config, device="cpu", on_fit=lambda fit: results.append({"block_id": fit.block_id, **fit.metrics}))
+    return results
+
+
+# ---------------------------------------------------------------- driver
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker(args) -> None:
+    import torch
+
+    from genoembed_assets.models import PRESETS
+
+    torch.set_num_threads(args.threads)
+    data = np.load(args.data)
+    blocks = [(key, data[key]) for key in data.files]
+    config = PRESETS[args.preset].replace(**({"max_epochs": args.epochs} if args.epochs else {}))
+    before = rss_mb()
+    started = time.perf_counter()
+    results = (train_loop if args.worker == "loop" else train_genoembed)(blocks, config)
+    seconds = time.perf_counter() - started
+    genotype_epochs = sum(r["n_subjects"] * r["n_snps"] * r["epochs_run"] for r in results)
+    weights = np.array([r["n_heldout"] for r in results], dtype=float)
+    print(json.dumps({
+        "way": args.worker, "seconds": seconds, "genotype_epochs": genotype_epochs,
+        "genotype_epochs_per_s": genotype_epochs / seconds, "peak_rss_mb": rss_mb(), "rss_before_training_mb": before,
+        "heldout_accuracy": float(np.average([r["heldout_accuracy"] for r in results], weights=weights)),
+        "mode_baseline_accuracy": float(np.average([r["mode_baseline_accuracy"] for r in results], weights=weights)),
+        "mean_epochs": float(np.mean([r["epochs_run"] for r in results])),
+    }))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cohort", default="demo", help="demo | synthetic | 1kg | a cohort folder (original layout)")
+    parser.add_argument("--blocks", type=int, default=None, help="first N blocks only (default: all)")
+    parser.add_argument("--subjects", type=int, default=1200, help="subjects for demo/synthetic cohorts")
+    parser.add_argument("--preset", default="fast", choices=["fast", "balanced", "thorough"])
+    parser.add_argument("--epochs", type=int, default=None, help="override max_epochs")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in each worker")
+    parser.add_argument("--ways", default="loop,genoembed", help="comma-separated: loop, genoembed")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+
+    blocks, label = load_blocks(args.cohort, args.blocks, args.subjects, args.seed)
+    widths = [g.shape[1] for _, g in blocks]
+    print(f"cohort: {label}; {len(blocks)} blocks x {blocks[0][1].shape[0]} subjects, "
+          f"{min(widths)}-{max(widths)} variants (median {int(np.median(widths))}); preset {args.preset}; "
+          f"{args.threads} torch threads; {os.cpu_count()} CPUs", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(suffix=".npz", dir=CACHE) as handle:
+        np.savez(handle, **dict(blocks))
+        handle.flush()
+        rows = []
+        for way in args.ways.split(","):
+            command = [sys.executable, __file__, "--worker", way, "--data", handle.name, "--preset", args.preset,
+                       "--threads", str(args.threads)] + (["--epochs", str(args.epochs)] if args.epochs else [])
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode:
+                sys.stderr.write(done.stderr)
+                return done.returncode
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"{way:>9}: {r['genotype_epochs_per_s']:,.0f} genotype-epochs/s ({r['seconds']:.1f} s, "
+                  f"{r['mean_epochs']:.1f} epochs/block), peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(before training {r['rss_before_training_mb']:.0f} MB), held-out acc {r['heldout_accuracy']:.4f} "
+                  f"vs mode baseline {r['mode_baseline_accuracy']:.4f}", flush=True)
+    if len(rows) == 2:
+        print(f"speed-up genoembed / loop: {rows[1]['genotype_epochs_per_s'] / rows[0]['genotype_epochs_per_s']:.2f}x; "
+              f"accuracy difference {100 * (rows[1]['heldout_accuracy'] - rows[0]['heldout_accuracy']):+.2f} points")
+    if args.json:
+        args.json.write_text(json.dumps({"cohort": label, "blocks": len(blocks), "preset": args.preset,
+                                         "threads": args.threads, "results": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
