@@ -5,6 +5,10 @@ need=()
 command -v bcftools >/dev/null || need+=(bcftools)
 command -v plink1.9 >/dev/null || need+=(plink1.9)
 command -v bgzip >/dev/null || need+=(tabix)
+# PostgreSQL server for test_postgres.py (started as the postgres user on a temp dir)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# headless browser for test_ui_browser.py (Playwright drives /usr/bin/chromium)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "installing Debian packages: ${need[*]}"
