@@ -1,0 +1,313 @@
+"""Phase 2 cross-block Transformer: config and ``nn.Module`` (pure torch, no Dagster).
+
+Tokens are the blocks of one subject: each block's standardized Phase 1
+embedding goes through its own linear projection (latent sizes may differ by
+block), plus a learned block identity, a chromosome embedding and a
+sinusoidal encoding of the block midpoint in Mb. A CLS token is prepended.
+
+The objective is masked-block modelling with two heads:
+
+* a token head predicts a hidden block from the encoder output at its
+  position (standard masked modelling), and
+* a CLS head predicts every hidden block from the CLS output alone (plus the
+  hidden block's identity), so the CLS vector, the subject embedding, must
+  summarize what the visible blocks say about the hidden ones.
+
+Axes that every block shares (ancestry) are regressed out of the inputs
+before modelling (see ``_cross_block_training.shared_axes``): otherwise every
+block predicts every other one and attention carries no block-specific
+signal. Block importance (computed in ``_cross_block_training``) is the
+attention that hidden-block queries pay to each visible block, each query
+weighted by how well its block is predicted: blocks that inform other blocks
+beyond shared ancestry receive it, blocks that inform nothing do not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CROSS_BLOCK_PRESETS",
+    "CrossBlockConfig",
+    "CrossBlockOutput",
+    "CrossBlockTransformer",
+    "sinusoidal_encoding",
+]
+
+
+@dataclass(frozen=True)
+class CrossBlockConfig:
+    """Hyper-parameters of the cross-block Transformer and its training.
+
+    Parameters
+    ----------
+    width
+        Model width (token dimension); also the subject embedding size.
+    layers
+        Number of Transformer encoder layers.
+    heads
+        Attention heads per layer; must divide ``width``.
+    dropout
+        Dropout in attention and feed-forward layers, in [0, 1).
+    mask_fraction_min, mask_fraction_max
+        Each subject hides a fraction of its blocks drawn uniformly from this
+        range (at least one block hidden, at least one visible).
+    cls_loss_weight
+        Weight of the CLS-head reconstruction loss beside the token-head loss.
+    lr
+        AdamW learning rate.
+    weight_decay
+        AdamW weight decay.
+    batch_size
+        Subjects per mini-batch.
+    epochs
+        Maximum number of epochs.
+    patience
+        Epochs without validation improvement before stopping.
+    val_fraction
+        Fraction of subjects held out for early stopping, in (0, 0.5].
+    seeds
+        One model is trained per seed; importance is reported across seeds.
+    shared_factors
+        Axes every block shares (ancestry) regressed out of the standardized
+        embeddings before modelling: -1 picks them from the data (see
+        ``shared_axes``), 0 keeps everything, n > 0 removes the top n
+        principal components of the concatenated embeddings.
+    importance_subjects
+        Subjects (subsampled, seeded) over which attention is averaged.
+    importance_mask_draws
+        Random block masks per subject when measuring importance.
+    distance_subjects
+        Subjects (subsampled, seeded) for the Phase 1 vs Phase 2 distance correlation.
+    """
+
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    mask_fraction_min: float = 0.15
+    mask_fraction_max: float = 0.30
+    cls_loss_weight: float = 1.0
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    epochs: int = 60
+    patience: int = 8
+    val_fraction: float = 0.15
+    seeds: tuple[int, ...] = (0, 1, 2)
+    shared_factors: int = -1
+    importance_subjects: int = 2000
+    importance_mask_draws: int = 4
+    distance_subjects: int = 1000
+
+    def validate(self) -> "CrossBlockConfig":
+        """Raise ``ValueError`` naming the first bad field; return self."""
+        for name in ("width", "layers", "heads", "batch_size", "epochs", "patience", "importance_subjects", "importance_mask_draws", "distance_subjects"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"CrossBlockConfig.{name} must be a positive integer, got {value!r}")
+        if self.width % self.heads:
+            raise ValueError(f"CrossBlockConfig.width ({self.width}) must be divisible by heads ({self.heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"CrossBlockConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 < self.mask_fraction_min <= self.mask_fraction_max < 1.0:
+            raise ValueError(
+                "CrossBlockConfig.mask_fraction_min/max must satisfy 0 < min <= max < 1, "
+                f"got min={self.mask_fraction_min!r}, max={self.mask_fraction_max!r}"
+            )
+        if not isinstance(self.shared_factors, int) or self.shared_factors < -1:
+            raise ValueError(f"CrossBlockConfig.shared_factors must be -1 (auto), 0 (off) or a positive integer, got {self.shared_factors!r}")
+        if self.cls_loss_weight < 0:
+            raise ValueError(f"CrossBlockConfig.cls_loss_weight must be >= 0, got {self.cls_loss_weight!r}")
+        if not self.lr > 0:
+            raise ValueError(f"CrossBlockConfig.lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"CrossBlockConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0.0 < self.val_fraction <= 0.5:
+            raise ValueError(f"CrossBlockConfig.val_fraction must be in (0, 0.5], got {self.val_fraction!r}")
+        seeds = tuple(self.seeds)
+        if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"CrossBlockConfig.seeds must be a non-empty tuple of distinct integers, got {self.seeds!r}")
+        return self
+
+    def with_overrides(self, **overrides) -> "CrossBlockConfig":
+        """A copy with some fields changed (unknown names raise ``ValueError``)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown CrossBlockConfig fields {unknown}; known: {sorted(known)}")
+        return replace(self, **overrides).validate()
+
+
+CROSS_BLOCK_PRESETS: dict[str, CrossBlockConfig] = {
+    # Smoke runs and CI. Cross-block structure is learned after a loss plateau,
+    # so patience stays generous even here.
+    "fast": CrossBlockConfig(width=32, layers=2, heads=2, lr=5e-3, batch_size=64, epochs=40, patience=10, importance_subjects=1000),
+    "balanced": CrossBlockConfig(width=64, layers=2, heads=4, lr=3e-3, batch_size=64, epochs=100, patience=15),
+    "thorough": CrossBlockConfig(width=128, layers=4, heads=8, lr=1e-3, batch_size=128, epochs=300, patience=30, seeds=(0, 1, 2, 3, 4), importance_mask_draws=8),
+}
+
+
+class CrossBlockOutput(NamedTuple):
+    """What one forward pass returns.
+
+    ``token_pred`` and ``cls_pred`` are ``(batch, blocks, k_max)`` predictions of
+    the standardized embeddings; ``cls`` the ``(batch, width)`` subject
+    embedding; ``cls_attention`` ``(batch, layers, heads, blocks)`` CLS
+    attention to the block tokens and ``received_attention`` (same shape) the
+    query-weighted attention each block token receives from block tokens
+    (None unless asked for).
+    """
+
+    token_pred: torch.Tensor
+    cls_pred: torch.Tensor
+    cls: torch.Tensor
+    cls_attention: torch.Tensor | None
+    received_attention: torch.Tensor | None
+
+
+def sinusoidal_encoding(position: torch.Tensor, width: int) -> torch.Tensor:
+    """Transformer sinusoidal encoding of real positions (Mb): ``(n,) -> (n, width)``."""
+    half = width // 2
+    # Wavelengths from ~2 Mb (LD-block scale) to ~10,000 Mb (whole genome).
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=position.device) / max(half, 1))
+    angle = position.float()[:, None] * freq[None, :]
+    enc = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    if enc.shape[1] < width:
+        enc = torch.nn.functional.pad(enc, (0, width - enc.shape[1]))
+    return enc
+
+
+class _EncoderLayer(nn.Module):
+    """Pre-LayerNorm Transformer layer that can return its attention weights.
+
+    ``nn.TransformerEncoderLayer`` discards the weights on its fast path, and
+    block importance needs them.
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.attn_drop = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(width)
+        self.ff = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * width, width))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the new states and the attention weights ``(batch, heads, tokens, tokens)``."""
+        n, t, d = x.shape
+        dh = d // self.heads
+        q, k, v = self.qkv(self.norm1(x)).view(n, t, 3, self.heads, dh).permute(2, 0, 3, 1, 4)
+        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)
+        mixed = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(n, t, d)
+        x = x + self.drop(self.out(mixed))
+        x = x + self.drop(self.ff(self.norm2(x)))
+        return x, attn
+
+
+class CrossBlockTransformer(nn.Module):
+    """Masked-block Transformer over one subject's Phase 1 block embeddings.
+
+    Parameters
+    ----------
+    dims
+        Latent size of each block (inputs are padded to ``max(dims)``).
+    chrom_index
+        Chromosome code of each block (0..n_chrom-1).
+    position_mb
+        Block midpoint in Mb.
+    config
+        Model sizes (width, layers, heads, dropout).
+    n_chrom
+        Number of chromosome codes (23 + one for unknown).
+    """
+
+    def __init__(self, dims, chrom_index, position_mb, config: CrossBlockConfig, n_chrom: int = 24):
+        super().__init__()
+        dims = torch.as_tensor(dims, dtype=torch.long)
+        n_blocks, k_max, d = int(dims.numel()), int(dims.max()), config.width
+        self.n_blocks, self.k_max, self.width = n_blocks, k_max, d
+        # Padded latent dimensions are zero in the input and ignored by the loss.
+        self.register_buffer("dim_mask", (torch.arange(k_max)[None, :] < dims[:, None]).float())
+        self.register_buffer("chrom_index", torch.as_tensor(chrom_index, dtype=torch.long))
+        self.register_buffer("position_code", sinusoidal_encoding(torch.as_tensor(position_mb, dtype=torch.float32), d))
+        scale = 1.0 / math.sqrt(k_max)
+        self.in_weight = nn.Parameter(torch.randn(n_blocks, k_max, d) * scale)
+        self.in_bias = nn.Parameter(torch.zeros(n_blocks, d))
+        self.block_embedding = nn.Parameter(torch.randn(n_blocks, d) * 0.02)
+        self.chrom_embedding = nn.Embedding(n_chrom, d)
+        nn.init.normal_(self.chrom_embedding.weight, std=0.02)
+        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)
+        self.cls_token = nn.Parameter(torch.randn(d) * 0.02)
+        self.layers = nn.ModuleList(_EncoderLayer(d, config.heads, config.dropout) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(d)
+        out_scale = 1.0 / math.sqrt(d)
+        self.token_weight = nn.Parameter(torch.randn(n_blocks, d, k_max) * out_scale)
+        self.token_bias = nn.Parameter(torch.zeros(n_blocks, k_max))
+        # CLS head: the hidden block's identity queries the subject vector.
+        self.cls_query = nn.Parameter(torch.randn(n_blocks, d) * 0.02)
+        self.cls_hidden = nn.Linear(d, d)
+        self.cls_weight = nn.Parameter(torch.randn(n_blocks, d, k_max) * out_scale)
+        self.cls_bias = nn.Parameter(torch.zeros(n_blocks, k_max))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        return_attention: bool = False,
+        query_weight: torch.Tensor | None = None,
+    ) -> CrossBlockOutput:
+        """Encode ``x`` (batch, blocks, k_max), hiding the blocks where ``mask`` is True.
+
+        With ``return_attention`` the output carries the CLS attention to each
+        block and, given ``query_weight`` (batch, blocks), the attention each
+        block token receives from the other block tokens weighted by
+        ``query_weight`` of the querying block (both per layer and head).
+        """
+        identity = self.block_embedding + self.chrom_embedding(self.chrom_index) + self.position_code
+        values = torch.einsum("nbk,bkd->nbd", x * self.dim_mask, self.in_weight) + self.in_bias
+        if mask is not None:
+            # A hidden block keeps its identity (the model must know what to predict) but not its value.
+            values = torch.where(mask[..., None], self.mask_token.expand_as(values), values)
+        tokens = values + identity
+        h = torch.cat([self.cls_token.expand(x.shape[0], 1, -1), tokens], dim=1)
+        cls_rows, received = [], []
+        for layer in self.layers:
+            h, attn = layer(h)
+            if return_attention:
+                cls_rows.append(attn[:, :, 0, 1:])
+                if query_weight is not None:
+                    received.append(torch.einsum("nhij,ni->nhj", attn[:, :, 1:, 1:], query_weight))
+        h = self.norm(h)
+        cls, block_h = h[:, 0], h[:, 1:]
+        token_pred = torch.einsum("nbd,bdk->nbk", block_h, self.token_weight) + self.token_bias
+        query = torch.nn.functional.gelu(self.cls_hidden(cls)[:, None, :] + self.cls_query)
+        cls_pred = torch.einsum("nbd,bdk->nbk", query, self.cls_weight) + self.cls_bias
+        return CrossBlockOutput(
+            token_pred,
+            cls_pred,
+            cls,
+            torch.stack(cls_rows, dim=1) if cls_rows else None,
+            torch.stack(received, dim=1) if received else None,
+        )
+
+    def masked_loss(self, out: CrossBlockOutput, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, cls_loss_weight: float) -> dict[str, torch.Tensor]:
+        """MSE over hidden blocks' active dimensions, per head and combined.
+
+        ``weight`` (blocks, k_max) is 1 for dimensions that count (real and
+        not collapsed in Phase 1), else 0.
+        """
+        w = mask[..., None].float() * weight
+        denom = w.sum().clamp_min(1.0)
+        token = (((out.token_pred - target) ** 2) * w).sum() / denom
+        cls = (((out.cls_pred - target) ** 2) * w).sum() / denom
+        return {"loss": token + cls_loss_weight * cls, "token": token, "cls": cls}

@@ -1,0 +1,236 @@
+"""Unit tests of the Phase 2 cross-block Transformer, its store and gene annotation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genoembed_assets.genotypes.errors import CohortInputError
+from genoembed_assets.genotypes.genes import annotate_blocks_with_genes
+from genoembed_assets.models._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
+from genoembed_assets.models._cross_block_training import (
+    draw_block_mask,
+    effective_rank,
+    fit_cross_block,
+    plot_block_importance,
+    save_cross_block_result,
+)
+from genoembed_assets.models._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore, synthetic_block_embeddings
+
+TINY = CrossBlockConfig(width=16, layers=1, heads=2, epochs=2, patience=2, batch_size=16, seeds=(0, 1), importance_mask_draws=1)
+PLANTED = (2, 7, 13)
+
+
+def _write_store(tmp_path, data, meta):
+    """Phase 1 layout on disk: <block_id>/embedding.npy (+ parquet with subject ids)."""
+    paths = []
+    for b, block in enumerate(meta["block_id"]):
+        folder = tmp_path / block
+        folder.mkdir()
+        np.save(folder / "embedding.npy", data[:, b, :])
+        paths.append(folder)
+    ids = [f"id{i}" for i in range(data.shape[0])]
+    pd.DataFrame({"subject_id": ids}).to_parquet(tmp_path / meta["block_id"][0] / "embedding.parquet")
+    return paths
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the CI box is shared and these models are tiny."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data, meta, _ = synthetic_block_embeddings(60, 6, 3, strong_blocks=(1, 2), seed=1)
+    return data, meta
+
+
+@pytest.fixture(scope="module")
+def planted_result():
+    # 20 blocks sharing a strong ancestry factor; 3 also share a hidden stratum.
+    data, meta, _ = synthetic_block_embeddings(400, 20, 4, strong_blocks=PLANTED, ancestry_effect=1.5, strong_effect=2.5, seed=3)
+    # Fixed 40 epochs (patience = epochs): the stratum is learned after a plateau.
+    config = CrossBlockConfig(width=32, layers=2, heads=2, dropout=0.0, epochs=40, patience=40, batch_size=32, lr=6e-3, seeds=(0, 1, 2), importance_mask_draws=2)
+    return fit_cross_block(InMemoryEmbeddingStore(data, meta), config)
+
+
+def test_store_reads_files_and_names_subjects(tmp_path, tiny):
+    data, meta = tiny
+    store = BlockEmbeddingStore(_write_store(tmp_path, data, meta), meta)
+    assert (store.n_subjects, store.n_blocks, store.k_max) == (60, 6, 3)
+    assert store.subject_ids[0] == "id0"
+    np.testing.assert_allclose(store.get([5, 0, 3]), data[[5, 0, 3]])
+
+
+def test_store_pads_blocks_of_different_latent_size(tmp_path, tiny):
+    data, meta = tiny
+    paths = _write_store(tmp_path, data, meta)
+    np.save(paths[4] / "embedding.npy", data[:, 4, :2])
+    store = BlockEmbeddingStore(paths, meta)
+    assert store.dims.tolist() == [3, 3, 3, 3, 2, 3]
+    assert np.all(store.get(np.arange(4))[:, 4, 2] == 0)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "embedding.npy").unlink(), "missing"),
+        (lambda p: (p / "embedding.npy").write_bytes(b"not an npy"), "cannot read"),
+        (lambda p: np.save(p / "embedding.npy", np.zeros((59, 3), np.float32)), "has 59 rows, expected 60"),
+    ],
+    ids=["missing", "unreadable", "wrong_rows"],
+)
+def test_store_error_names_the_block(tmp_path, tiny, damage, message):
+    data, meta = tiny
+    paths = _write_store(tmp_path, data, meta)
+    damage(paths[3])
+    with pytest.raises(CohortInputError, match=rf"block {meta['block_id'][3]}.*{message}"):
+        BlockEmbeddingStore(paths, meta)
+
+
+def test_store_names_block_with_non_finite_values(tmp_path, tiny):
+    data, meta = tiny
+    bad = data.copy()
+    bad[7, 4, 1] = np.nan
+    store = BlockEmbeddingStore(_write_store(tmp_path, bad, meta), meta)
+    with pytest.raises(CohortInputError, match=f"block {meta['block_id'][4]}.*NaN"):
+        store.block_stats()
+
+
+def test_mask_hides_between_one_and_all_but_one():
+    mask = draw_block_mask(200, 5, 0.15, 0.3, torch.Generator().manual_seed(0))
+    counts = mask.sum(dim=1)
+    assert counts.min() >= 1 and counts.max() <= 4
+
+
+def test_forward_shapes():
+    config = CrossBlockConfig(width=16, layers=2, heads=4)
+    model = CrossBlockTransformer([3, 2, 3], [0, 5, 22], [1.0, 50.0, 120.0], config)
+    x = torch.randn(7, 3, 3)
+    out = model(x, torch.zeros(7, 3, dtype=torch.bool), return_attention=True, query_weight=torch.ones(7, 3))
+    assert out.token_pred.shape == out.cls_pred.shape == (7, 3, 3)
+    assert out.cls.shape == (7, 16)
+    assert out.cls_attention.shape == out.received_attention.shape == (7, 2, 4, 3)
+
+
+def test_fit_tiny_store_shapes_and_finite(tmp_path, tiny):
+    data, meta = tiny
+    store = BlockEmbeddingStore(_write_store(tmp_path, data, meta), meta)
+    result = fit_cross_block(store, TINY, device="cpu")
+    assert result.subject_embeddings.shape == (60, 17)
+    assert result.subject_embeddings["subject_id"].iloc[0] == "id0"
+    assert np.isfinite(result.subject_embeddings.drop(columns="subject_id").to_numpy()).all()
+    assert result.importance_by_seed.shape == (2, 6)
+    np.testing.assert_allclose(result.importance_by_seed.sum(axis=1), 1.0, atol=1e-9)
+    table = result.block_importance
+    assert {"block_id", "chrom", "start", "end", "importance_mean", "importance_std", "importance_seed_std", "rank"} <= set(table)
+    assert table["importance_mean"].sum() == pytest.approx(1.0)
+    assert sorted(table["rank"]) == list(range(1, 7))
+    assert set(result.curves["seed"]) == {0, 1}
+    assert np.isfinite(result.curves[["train_loss", "val_loss"]].to_numpy()).all()
+    assert len(result.state_dicts) == 2
+    assert np.isfinite([result.rank_stability, result.distance_correlation, result.metrics["final_val_loss"]]).all()
+
+
+def test_fit_is_reproducible(tiny):
+    data, meta = tiny
+    store = InMemoryEmbeddingStore(data, meta)
+    config = TINY.with_overrides(seeds=(4,))
+    first, second = fit_cross_block(store, config), fit_cross_block(store, config)
+    pd.testing.assert_frame_equal(first.subject_embeddings, second.subject_embeddings)
+    np.testing.assert_array_equal(first.importance_by_seed, second.importance_by_seed)
+
+
+def test_planted_blocks_rank_top(planted_result):
+    table = planted_result.block_importance
+    assert sorted(table.loc[list(PLANTED), "rank"]) == [1, 2, 3]
+    # Not carried by one lucky seed: every seed puts the planted blocks above uniform.
+    assert (planted_result.importance_by_seed[:, list(PLANTED)].mean(axis=1) > 1.5 / len(table)).all()
+    assert planted_result.metrics["shared_factors_removed"] >= 1  # ancestry found and regressed out
+
+
+def test_no_collapse_on_synthetic(planted_result):
+    embedding = planted_result.subject_embeddings.drop(columns="subject_id").to_numpy()
+    assert effective_rank(embedding) > 4
+    assert planted_result.metrics["embedding_dim_variance_min"] > 0
+
+
+def test_importance_sums_to_one_per_seed(planted_result):
+    np.testing.assert_allclose(planted_result.importance_by_seed.sum(axis=1), 1.0, atol=1e-9)
+    assert -1.0 <= planted_result.rank_stability <= 1.0
+
+
+def test_save_and_plot(tmp_path, planted_result):
+    written = save_cross_block_result(planted_result, tmp_path)
+    for name in ("subject_embeddings.parquet", "block_importance.parquet", "curve.csv", "metrics.json", "model_seed0.pt", "model_seed2.pt"):
+        assert (tmp_path / name).exists(), name
+    assert set(written) >= {"subject_embeddings", "block_importance", "metrics"}
+    state = torch.load(tmp_path / "model_seed0.pt", weights_only=True)
+    assert "cls_token" in state
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+    png = plot_block_importance(planted_result.block_importance, tmp_path / "block_importance.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_effective_rank_bounds():
+    rng = np.random.default_rng(0)
+    assert effective_rank(np.outer(rng.normal(size=50), rng.normal(size=8))) == pytest.approx(1.0, abs=1e-6)
+    assert effective_rank(rng.normal(size=(2000, 8))) > 7.5
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"width": 30, "heads": 4}, "divisible by heads"),
+        ({"layers": 0}, "layers must be a positive integer"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"mask_fraction_min": 0.4, "mask_fraction_max": 0.2}, "mask_fraction_min/max"),
+        ({"mask_fraction_max": 1.0}, "mask_fraction_min/max"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"val_fraction": 0.7}, "val_fraction"),
+        ({"seeds": ()}, "seeds must be a non-empty"),
+        ({"seeds": (1, 1)}, "distinct"),
+        ({"shared_factors": -2}, "shared_factors"),
+    ],
+)
+def test_bad_config_raises(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        CrossBlockConfig(**overrides).validate()
+
+
+def test_unknown_override_and_presets():
+    with pytest.raises(ValueError, match="unknown CrossBlockConfig fields"):
+        CrossBlockConfig().with_overrides(depth=3)
+    assert set(CROSS_BLOCK_PRESETS) == {"fast", "balanced", "thorough"}
+    for config in CROSS_BLOCK_PRESETS.values():
+        config.validate()
+
+
+def test_fit_needs_two_blocks(tiny):
+    data, meta = tiny
+    with pytest.raises(ValueError, match="at least 2 blocks"):
+        fit_cross_block(InMemoryEmbeddingStore(data[:, :1], meta.iloc[:1]), TINY)
+
+
+def test_genes_hg19_names_and_hg38_ids():
+    blocks = pd.DataFrame({
+        "block_id": ["hla", "pde4d", "empty"],
+        "chrom": ["6", "chr5", "1"],
+        "start": [32_400_000, 58_000_000, 1],
+        "end": [32_700_000, 59_000_000, 2],
+    })
+    hg19 = annotate_blocks_with_genes(blocks, "hg19")
+    hla = hg19.iloc[0].split(",")
+    assert "HLA-DRB1" in hla and len(set(hla)) == len(hla)
+    assert "PDE4D" in hg19.iloc[1].split(",")
+    assert hg19.iloc[2] == "" and hg19.name == "genes"
+    hg38 = annotate_blocks_with_genes(blocks, "hg38")
+    assert hg38.iloc[0].startswith("ENSG")
+    with pytest.raises(ValueError, match="unknown genome build"):
+        annotate_blocks_with_genes(blocks, "hg17")
