@@ -12,11 +12,23 @@ from ._block_training import (
     validate_blocks,
 )
 from ._block_vae import PRESETS, BlockVAE, BlockVAEConfig, LossOutput, StackedBlockVAE, one_hot_genotypes, vae_loss
+from ._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
+from ._cross_block_training import CrossBlockResult, fit_cross_block, plot_block_importance, save_cross_block_result
+from ._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore
 from ._keys import GENOTYPE_CLASSES, METRIC_KEYS, TENSOR_KEYS
 from ._schedules import BETA_SCHEDULES, kl_weight, learning_rate
 from ._synthetic import synthetic_genotypes
 
 __all__ = [
+    "CROSS_BLOCK_PRESETS",
+    "BlockEmbeddingStore",
+    "CrossBlockConfig",
+    "CrossBlockResult",
+    "CrossBlockTransformer",
+    "InMemoryEmbeddingStore",
+    "fit_cross_block",
+    "plot_block_importance",
+    "save_cross_block_result",
     "BETA_SCHEDULES",
     "GENOTYPE_CLASSES",
     "METRIC_KEYS",
