@@ -271,3 +271,22 @@ def test_save_load_round_trip(tmp_path, stacked_fits, haplotype_blocks):
 def test_save_rejects_wrong_number_of_ids(tmp_path, stacked_fits):
     with pytest.raises(ValueError, match="subject ids for an embedding of 400 rows"):
         save_block_fit(stacked_fits[0], tmp_path, ["a", "b"])
+
+
+def test_blocks_finishing_at_different_epochs_leave_the_stack():
+    # Identical blocks but one has far fewer variants: with patience 1 they stop at different epochs,
+    # so the stack shrinks while the rest keep training.
+    blocks = [(f"b{i}", synthetic_genotypes(80, 10 + i, 2, seed=i)) for i in range(5)]
+    config = TINY.replace(max_epochs=40, patience=1, lr=0.02)
+    fits = train_blocks(blocks, config)
+    epochs = [fit.metrics[METRIC_KEYS.EPOCHS_RUN] for fit in fits]
+    assert len(set(epochs)) > 1, epochs
+    for (block_id, genotypes), fit in zip(blocks, fits):
+        (alone,) = train_blocks([(block_id, genotypes)], config)
+        assert fit.metrics[METRIC_KEYS.MODE_BASELINE_ACCURACY] == alone.metrics[METRIC_KEYS.MODE_BASELINE_ACCURACY]
+        model = BlockVAE.from_config(config, genotypes.shape[1])
+        model.load_state_dict(fit.state_dict)
+        x = torch.as_tensor(genotypes)
+        with torch.no_grad():
+            z = model.inference(x, x >= 0, sample=False)[TENSOR_KEYS.Z_MEAN].numpy()
+        np.testing.assert_allclose(z, fit.embedding, rtol=1e-5, atol=1e-5)

@@ -439,16 +439,24 @@ def _train_group(
             break
         # Drop finished blocks from the stack (weights, optimiser moments, data) so they cost nothing more.
         keep = torch.tensor(keep_local, device=device)
-        params = [*model.weights, *model.biases]
-        model.keep_blocks(keep)
-        for param in params:
-            state = optimizer.state.get(param, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key] = state[key][keep].contiguous()
+        optimizer = _keep_blocks(model, optimizer, keep, config)
         best = [snap[keep].contiguous() for snap in best]
         x_train, x_val, val_visible = x_train[keep], x_val[keep], val_visible[keep]
         active = [active[i] for i in keep_local]
+
+
+def _keep_blocks(model: StackedBlockVAE, optimizer, keep: torch.Tensor, config: BlockVAEConfig):
+    """Shrink the stack to ``keep`` and return an AdamW carrying over those blocks' moments."""
+    old = [*model.weights, *model.biases]
+    model.keep_blocks(keep)
+    new = [*model.weights, *model.biases]
+    shrunk = torch.optim.AdamW(new, lr=config.lr, weight_decay=config.weight_decay)
+    for before, after in zip(old, new):
+        state = optimizer.state.get(before)
+        if state:
+            shrunk.state[after] = {key: value[keep].contiguous() if key in ("exp_avg", "exp_avg_sq") else value
+                                   for key, value in state.items()}
+    return shrunk
 
 
 @torch.no_grad()

@@ -427,9 +427,14 @@ class StackedBlockVAE(nn.Module):
 
     @torch.no_grad()
     def keep_blocks(self, keep: torch.Tensor) -> None:
-        """Drop every block not in ``keep`` (indices), in place; optimiser state is the caller's."""
-        for param in [*self.weights, *self.biases]:
-            param.data = param.data[keep].contiguous()
+        """Keep only the blocks at indices ``keep``, as new ``Parameter`` objects.
+
+        New parameters (rather than resizing ``.data``) because autograd keeps the
+        old shapes of a leaf it has seen; the caller rebuilds the optimiser.
+        """
+        for params in (self.weights, self.biases):
+            for i, param in enumerate(params):
+                params[i] = nn.Parameter(param.detach()[keep].contiguous())
         self.n_snps = [self.n_snps[i] for i in keep.tolist()]
 
     @torch.no_grad()
