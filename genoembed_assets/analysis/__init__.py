@@ -17,13 +17,22 @@ Typical order::
     summary = findings_summary(drivers, leave_out, assoc, locus)
 """
 
-from .association import DEFAULT_MODELS, associate_phenotypes, bh_fdr, dispersion_test, ols_feature_tests
+from .association import (
+    DEFAULT_MODELS,
+    associate_phenotypes,
+    bh_fdr,
+    dispersion_test,
+    infer_models,
+    joint_ols_tests,
+    ols_feature_tests,
+)
 from .checks import CheckOutcome, check_all_finite, check_cluster_sizes, check_phenotypes_tested, check_pvalues_vary
 from .clusters import DEFAULT_K_RANGE, StabilityKMeans, cluster_subjects
 from .drivers import block_drivers
 from .features import AnalysisResult, align_subjects, block_pc1_features, eta_squared, residualize
 from .figures import (
     plot_association,
+    plot_block_features,
     plot_clusters,
     plot_drivers,
     plot_geometry,
@@ -65,9 +74,12 @@ __all__ = [
     "embedding_geometry",
     "eta_squared",
     "findings_summary",
+    "infer_models",
+    "joint_ols_tests",
     "leave_region_out",
     "ols_feature_tests",
     "plot_association",
+    "plot_block_features",
     "plot_clusters",
     "plot_drivers",
     "plot_geometry",

@@ -23,6 +23,7 @@ from .features import AnalysisResult
 
 __all__ = [
     "plot_association",
+    "plot_block_features",
     "plot_clusters",
     "plot_drivers",
     "plot_geometry",
@@ -79,6 +80,28 @@ def plot_clusters(result: AnalysisResult, path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
+def plot_block_features(features: pd.DataFrame, path: str | os.PathLike, block_labels: Mapping[str, str] | None = None, max_blocks: int = 60) -> Path:
+    """Heatmap of correlations between block PC1 features (``subject_id, <block>...``).
+
+    Unlinked blocks should be near 0 once ancestry is regressed out; blocks
+    sharing a hidden structure show up as a correlated square.
+    """
+    cols = [c for c in features.columns if c != "subject_id"][:max_blocks]
+    values = features[cols].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(values, rowvar=False) if len(cols) > 1 else np.ones((1, 1))
+    size = min(12, 3 + 0.18 * len(cols))
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
+    image = ax.imshow(np.nan_to_num(np.atleast_2d(corr)), cmap="RdBu_r", vmin=-1, vmax=1)
+    names = [_label(c, block_labels) for c in cols]
+    ax.set_xticks(range(len(cols)), names, fontsize=6, rotation=90)
+    ax.set_yticks(range(len(cols)), names, fontsize=6)
+    ax.set_title(f"Block PC1 features: correlation across {len(features)} subjects ({len(cols)} blocks)", fontsize=9)
+    fig.colorbar(image, ax=ax, label="Pearson r", shrink=0.8)
+    return save_figure(fig, path)
+
+
 def plot_drivers(result: AnalysisResult, path: str | os.PathLike, top: int = 20, block_labels: Mapping[str, str] | None = None) -> Path:
     """Bars of eta squared for the top features, blocks vs genotype PCs."""
     table = result.table.head(top)
@@ -116,24 +139,40 @@ def plot_leave_region_out(result: AnalysisResult, path: str | os.PathLike, top: 
 
 
 def plot_association(result: AnalysisResult, path: str | os.PathLike, q_level: float = 0.05, n_labels: int = 6) -> Path:
-    """Volcano plot (effect vs -log10 p), one colour per phenotype; top hits labelled."""
-    table = result.table.dropna(subset=["p"])
-    fig = Figure(figsize=(8, 5.5))
+    """-log10 p of every test, features along x (table order), one colour per phenotype.
+
+    One-column (Wald) and joint block tests sit on one axis because both
+    report a p-value; the q-level line is the largest p still at q < ``q_level``.
+    """
+    table = result.table.dropna(subset=["p"]).reset_index(drop=True)
+    features = list(dict.fromkeys(table["feature"]))
+    position = {f: i for i, f in enumerate(features)}
+    fig = Figure(figsize=(max(8, 0.12 * len(features) + 4), 5.5))
     ax = fig.subplots()
     logp = -np.log10(np.clip(table["p"].to_numpy(), 1e-300, 1))
-    for trait in table["phenotype"].unique():
+    traits = list(table["phenotype"].unique())
+    offsets = np.linspace(-0.25, 0.25, len(traits)) if len(traits) > 1 else [0.0]
+    for trait, offset in zip(traits, offsets):
         sel = (table["phenotype"] == trait).to_numpy()
-        ax.scatter(table["effect"][sel], logp[sel], s=14, alpha=0.7, label=trait)
+        x = table.loc[sel, "feature"].map(position).to_numpy() + offset
+        ax.scatter(x, logp[sel], s=16, alpha=0.75, label=trait)
     sig = table[table["q"] < q_level]
     if len(sig):
         ax.axhline(-np.log10(sig["p"].max()), color="grey", ls="--", lw=1, label=f"q = {q_level}")
     for i in np.argsort(-logp)[:n_labels]:
         row = table.iloc[i]
-        ax.annotate(f"{row['feature']}:{row['phenotype']}", (row["effect"], logp[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("effect per SD of feature (log scale / log rate ratio)")
+        ax.annotate(f"{row['feature']}:{row['phenotype']}", (position[row["feature"]], logp[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if "kind" in table.columns:
+        kinds = table.drop_duplicates("feature").set_index("feature")["kind"]
+        for i, f in enumerate(features[1:], start=1):
+            if kinds[f] != kinds[features[i - 1]]:
+                ax.axvline(i - 0.5, color="#888888", lw=0.8)
+    ax.set_xticks(range(len(features)), features, fontsize=6, rotation=90)
+    ax.set_xlim(-1, len(features))
     ax.set_ylabel("-log10 p")
+    ax.grid(axis="y", alpha=0.3)
     s = result.summary
-    ax.set_title(f"Phenotype association: {s['n_significant']} of {s['n_tests']} tests at q<{q_level}; strongest trait {s['strongest_phenotype']}")
+    ax.set_title(f"Phenotype association: {s['n_significant']} of {s['n_tests']} tests at q<{q_level}; strongest trait {s['strongest_phenotype']}", fontsize=10)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 

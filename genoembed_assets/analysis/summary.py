@@ -35,10 +35,14 @@ def findings_summary(
 
     d, lo, a = drivers.summary, leave_out.summary, association.summary
     hit = a["strongest"] or {}
+    joint = str(hit.get("test", "wald")).startswith("joint")
+    # joint block tests report the share of trait variance (deviance) explained, not a per-SD effect
+    size = (f"partial R2 {hit.get('effect', float('nan')):.3f} over {hit.get('df')} latent axes" if joint
+            else f"effect {hit.get('effect', float('nan')):.2f} per SD")
     rows = [
         ("leading_block", d["leading_block"], f"eta2 {d['leading_block_eta2']:.3f} vs best genotype PC {d['top_genotype_pc']} {d['top_genotype_pc_eta2']:.3f}"),
         ("leading_block_after_leave_out", lo["leading_block"], f"eta2 {lo['leading_eta2']:.3f}; ARI old vs new {lo['ari_old_new']:.3f}; dropped {lo['n_dropped']} blocks"),
-        ("strongest_association", f"{hit.get('feature')}:{hit.get('phenotype')}", f"effect {hit.get('effect', float('nan')):.3f}, q {hit.get('q', float('nan')):.2g}"),
+        ("strongest_association", f"{hit.get('feature')}:{hit.get('phenotype')}", f"{size}, q {hit.get('q', float('nan')):.2g}"),
         ("strongest_phenotype", a["strongest_phenotype"], f"{a['n_significant']} of {a['n_tests']} tests at q<0.05"),
     ]
     if locus is not None:
@@ -51,7 +55,7 @@ def findings_summary(
         f"**Leaving out {', '.join(lo['regions'])}:** {name(lo['leading_block'])} leads (eta2 {lo['leading_eta2']:.2f}); "
         f"ARI between old and new clusters {lo['ari_old_new']:.2f}.",
         f"**Strongest association:** {name(hit.get('feature'))} with {hit.get('phenotype')} "
-        f"(effect {hit.get('effect', float('nan')):.2f} per SD, q = {hit.get('q', float('nan')):.2g}); "
+        f"({size}, q = {hit.get('q', float('nan')):.2g}); "
         f"strongest trait: {a['strongest_phenotype']}; {a['n_significant']} of {a['n_tests']} tests at q < 0.05.",
     ]
     if locus is not None:
