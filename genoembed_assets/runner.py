@@ -83,7 +83,7 @@ def materialize_cohort(
         log(f"stage '{name}': {', '.join(k.to_user_string() for k in keys)}")
         start = time.perf_counter()
         result = dg.materialize(
-            all_assets, instance=instance, resources=resources, run_config=run_config,
+            all_assets, instance=instance, resources=resources, run_config=_stage_config(run_config, keys),
             selection=keys, raise_on_error=False, **partition_args,
         )
         seconds = time.perf_counter() - start
@@ -101,9 +101,23 @@ def materialize_cohort(
     return results
 
 
+def _stage_config(run_config: Mapping | None, keys: list[dg.AssetKey]) -> dict | None:
+    """Keep only the op config of assets in this stage (Dagster rejects config for absent ops)."""
+    if not run_config:
+        return None
+    names = {k.path[-1] for k in keys}
+    ops = {name: cfg for name, cfg in run_config.get("ops", {}).items() if name in names}
+    return {**{k: v for k, v in run_config.items() if k != "ops"}, **({"ops": ops} if ops else {})}
+
+
 def fast_run_config() -> dict:
     """Run config selecting the fastest presets of every configurable training asset."""
-    return {}
+    return preset_run_config("fast")
+
+
+def preset_run_config(preset: str) -> dict:
+    """Run config selecting ``preset`` for the training assets."""
+    return {"ops": {"block_embeddings": {"config": {"preset": preset}}}}
 
 
 def _message(evaluation) -> str:

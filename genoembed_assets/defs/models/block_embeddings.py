@@ -1,0 +1,177 @@
+"""Phase 1 as a partitioned asset: one beta-VAE per (cohort, block).
+
+A run may hold any set of block keys (a backfill range, a few scattered blocks,
+several cohorts); the body groups them by cohort and trains all of them in one
+process with the stacked trainer. A block whose artifacts already exist for the
+same input file and configuration is not retrained (resume after a killed run).
+"""
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import numpy as np
+
+from ... import storage as atomic
+from ...genotypes import layout
+from ...models import PRESETS, BlockFit, BlockVAEConfig, save_block_fit, train_blocks
+from ..metadata import markdown_table
+from ..partitions import block_backfill_policy, cohort_block_partitions, group_by_cohort, multi_key, run_partition_keys
+from ..resources import ComputeResource, GenoembedStorage
+
+FINGERPRINT = "fingerprint.json"
+PHASE1_CHECKS = [
+    ("embeddings_finite", "Every embedding and training metric in the run is finite."),
+    ("beats_mode_baseline", "Held-out masked accuracy of every block is at least its per-variant mode baseline."),
+    ("active_latent_units", "Every block keeps at least one active latent unit."),
+]
+
+
+class BlockEmbeddingConfig(dg.Config):
+    """Phase 1 settings: a named preset, with any field overridden."""
+
+    preset: str = "balanced"
+    latent_size: Optional[int] = None
+    hidden_widths: Optional[list[int]] = None
+    beta: Optional[float] = None
+    beta_schedule: Optional[str] = None
+    max_epochs: Optional[int] = None
+    patience: Optional[int] = None
+    mask_rate_min: Optional[float] = None
+    mask_rate_max: Optional[float] = None
+    focal_gamma: Optional[float] = None
+    batch_size: Optional[int] = None
+    seed: Optional[int] = None
+
+    def to_model_config(self) -> BlockVAEConfig:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown Phase 1 preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        overrides = {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
+        if "hidden_widths" in overrides:
+            overrides["hidden_widths"] = tuple(overrides["hidden_widths"])
+        # BlockVAEConfig validates in __post_init__: a bad value fails here, before training
+        return dataclasses.replace(PRESETS[self.preset], **overrides)
+
+
+def _fingerprint(block_file: Path, config: BlockVAEConfig) -> str:
+    digest = hashlib.sha256()
+    digest.update(block_file.read_bytes())
+    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _is_complete(out: Path, fingerprint: str) -> bool:
+    marker = out / FINGERPRINT
+    if not marker.exists() or not all((out / f).exists() for f in ("embedding.parquet", "embedding.npy", "model.pt", "metrics.json")):
+        return False
+    return json.loads(marker.read_text()).get("fingerprint") == fingerprint
+
+
+def _block_summary(metrics: dict) -> dict:
+    keep = ["heldout_accuracy", "mode_baseline_accuracy", "recon_loss", "kl", "active_units", "epochs_run", "n_snps"]
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+@dg.asset(
+    partitions_def=cohort_block_partitions,
+    backfill_policy=block_backfill_policy,
+    group_name="phase1",
+    deps=["block_genotypes"],
+    pool="gpu",
+    kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec(name, asset="block_embeddings", description=d) for name, d in PHASE1_CHECKS],
+    description="Phase 1: a beta-VAE per LD block; per subject the posterior-mean latent vector "
+    "(results/<cohort>/phase1/<block>/embedding.parquet), weights, training curve and metrics.",
+)
+def block_embeddings(
+    context: dg.AssetExecutionContext, config: BlockEmbeddingConfig, storage: GenoembedStorage, compute: ComputeResource
+) -> dg.MaterializeResult:
+    model_config = config.to_model_config()
+    device = compute.torch_device()
+    keys = run_partition_keys(context)
+    context.log.info(f"Phase 1 on {device}: {len(keys)} block partition(s), preset {config.preset!r}")
+    rows, skipped, absent = [], [], []
+    start = time.perf_counter()
+    for cohort, blocks in group_by_cohort(keys).items():
+        inp = storage.input_dir(cohort)
+        manifest = layout.read_manifest(inp).set_index("block_id")
+        subjects = layout.read_subjects(inp)
+        todo, prints = [], {}
+        for block in blocks:
+            if block not in manifest.index:
+                absent.append(block)
+                context.log_event(dg.AssetObservation("block_embeddings", partition=str(multi_key(cohort, block)),
+                                                      metadata={"present": False}))
+                continue
+            file = inp / manifest.at[block, "file"]
+            prints[block] = _fingerprint(file, model_config)
+            out = storage.phase1_dir(cohort, block)
+            if _is_complete(out, prints[block]):
+                skipped.append(block)
+                rows.append({"cohort": cohort, "block_id": block, "trained": False,
+                             **_block_summary(json.loads((out / "metrics.json").read_text()))})
+                continue
+            todo.append((block, layout.load_block(inp, {"block_id": block, "file": manifest.at[block, "file"],
+                                                         "n_snps": manifest.at[block, "n_snps"]}, len(subjects))))
+        if skipped:
+            context.log.info(f"{cohort}: {len(skipped)} block(s) already trained with this input and config, not retrained")
+
+        def save(fit: BlockFit, cohort=cohort, subjects=subjects, prints=prints) -> None:
+            out = storage.phase1_dir(cohort, fit.block_id)
+            save_block_fit(fit, out, subjects)
+            # the marker is written last: its presence means every artifact above is complete
+            atomic.write_json(out / FINGERPRINT, {"fingerprint": prints[fit.block_id]})
+            summary = _block_summary(fit.metrics)
+            rows.append({"cohort": cohort, "block_id": fit.block_id, "trained": True, **summary,
+                         "finite": bool(np.isfinite(fit.embedding).all() and np.isfinite(list(summary.values())).all())})
+            context.log_event(dg.AssetObservation(
+                "block_embeddings", partition=str(multi_key(cohort, fit.block_id)),
+                metadata={"present": True, "path": dg.MetadataValue.path(str(out)), **summary},
+            ))
+            context.log.info(f"{cohort}/{fit.block_id}: held-out accuracy {summary['heldout_accuracy']:.3f} "
+                             f"(mode baseline {summary['mode_baseline_accuracy']:.3f}), {summary['active_units']} active units")
+
+        if todo:
+            train_blocks(todo, model_config, device=device, log=context.log.info, on_fit=save)
+    seconds = time.perf_counter() - start
+    return dg.MaterializeResult(
+        metadata={
+            "n_partitions": len(keys),
+            "n_trained": sum(1 for r in rows if r.get("trained")),
+            "skipped_blocks": dg.MetadataValue.json(skipped),
+            "absent_blocks": dg.MetadataValue.json(absent),
+            "device": device,
+            "seconds": round(seconds, 1),
+            "config": dg.MetadataValue.json(dataclasses.asdict(model_config)),
+            "blocks": markdown_table(_table(rows)),
+        },
+        check_results=_checks(rows),
+    )
+
+
+def _table(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame(rows).drop(columns=["finite"], errors="ignore")
+
+
+def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
+    present = [r for r in rows if "heldout_accuracy" in r]
+    nonfinite = [r["block_id"] for r in present if not r.get("finite", True)]
+    below = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} < {r['mode_baseline_accuracy']:.3f})"
+             for r in present if r["heldout_accuracy"] < r["mode_baseline_accuracy"]]
+    dead = [r["block_id"] for r in present if r["active_units"] < 1]
+    worst = min((r["heldout_accuracy"] - r["mode_baseline_accuracy"] for r in present), default=0.0)
+    return [
+        dg.AssetCheckResult(check_name="embeddings_finite", passed=not nonfinite,
+                            metadata={"message": f"non-finite blocks: {nonfinite}" if nonfinite else f"{len(present)} block(s) finite"}),
+        dg.AssetCheckResult(check_name="beats_mode_baseline", passed=not below,
+                            metadata={"message": "below baseline: " + ", ".join(below) if below else "every block at or above its mode baseline",
+                                      "min_margin": float(worst)}),
+        dg.AssetCheckResult(check_name="active_latent_units", passed=not dead,
+                            metadata={"message": f"no active unit in {dead}" if dead else "every block has an active latent unit"}),
+    ]
