@@ -50,6 +50,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 from scipy.special import ndtri_exp
+from threadpoolctl import threadpool_limits
 
 from .features import SUBJECT_ID, AnalysisResult, align_subjects, ancestry_matrix, feature_columns, standardize
 
@@ -240,6 +241,9 @@ def _transform(values: pd.Series, model: Model) -> np.ndarray:
     return y
 
 
+# hundreds of small fits: multi-threaded BLAS costs far more than it saves (16x slower
+# measured on 2 shared cores), so run them single-threaded
+@threadpool_limits.wrap(limits=1)
 def associate_phenotypes(
     feature_sets: Mapping[str, pd.DataFrame],
     phenotypes: pd.DataFrame,

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "SUBJECT_ID",
@@ -177,6 +178,7 @@ def block_matrix(value: np.ndarray | pd.DataFrame, subject_ids: Sequence[str] | 
     return frame
 
 
+@threadpool_limits.wrap(limits=1)  # many small SVDs: threads only contend
 def block_pc1_features(
     block_embeddings: Mapping[str, np.ndarray | pd.DataFrame],
     subject_ids: Sequence[str] | None = None,

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from scipy import stats
 from scipy.spatial.distance import pdist
 
@@ -21,6 +22,7 @@ from .features import SUBJECT_ID, AnalysisResult, align_subjects, ancestry_matri
 __all__ = ["embedding_geometry"]
 
 
+@threadpool_limits.wrap(limits=1)  # small matrices: BLAS threads only contend on shared cores
 def embedding_geometry(
     block_embeddings: Mapping[str, np.ndarray | pd.DataFrame],
     embedding: pd.DataFrame,

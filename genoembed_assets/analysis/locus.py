@@ -81,12 +81,17 @@ def validate_locus(
     pmat = tests.pivot_table(index="feature", columns="phenotype", values="p", aggfunc="min")
     phenos = list(pmat.columns)
     rng = np.random.default_rng(random_state)
+    row_of = {b: i for i, b in enumerate(pmat.index)}
+    values = pmat.to_numpy(dtype=float)
+    # (draws, locus blocks): one matched background block per locus block and draw
+    chosen = np.column_stack([
+        np.array([row_of[x] for x in pools[b]])[rng.integers(len(pools[b]), size=n_background)] for b in locus_blocks
+    ])
+    sub = values[chosen]  # (draws, locus blocks, phenotypes)
     draws = np.empty((n_background, len(phenos) + 1))
-    for i in range(n_background):
-        chosen = [pools[b][rng.integers(len(pools[b]))] for b in locus_blocks]
-        sub = pmat.loc[chosen].to_numpy()
-        draws[i, :-1] = np.nanmin(sub, axis=0)
-        draws[i, -1] = np.nanmin(sub)
+    with np.errstate(all="ignore"):
+        draws[:, :-1] = np.nanmin(sub, axis=1)
+        draws[:, -1] = np.nanmin(sub.reshape(n_background, -1), axis=1)
     loc = pmat.loc[locus_blocks]
     rows = []
     for j, trait in enumerate(phenos + ["any"]):
