@@ -77,7 +77,7 @@ class BlockFeaturesConfig(dg.Config):
 @analysis_asset(
     "block_features",
     deps=[BLOCK_EMBEDDINGS, "ancestry_pcs", "cohort_input"],
-    checks=[FINITE, ("every_block_has_a_feature", "Every block of the cohort has a Phase 1 embedding and a feature.")],
+    checks=[FINITE, ("every_block_has_a_feature", "Every block of the cohort has a Phase 1 embedding and a feature (warning).")],
     description="Per subject and block: PC1 of the block's Phase 1 latent means, residualised on the "
     "genotype PCs (ancestry-adjusted by default) and scaled to unit variance. Read by block_drivers, "
     "leave_region_out (and phenotype_associations with block_test='pc1'). analysis/block_features.parquet",
@@ -100,7 +100,7 @@ def block_features(context: dg.AssetExecutionContext, config: BlockFeaturesConfi
     return _report(
         context, storage, "block_features", result, lambda r, path: an.plot_block_features(r.table, path, block_labels=labels),
         ("n_blocks", "n_subjects", "adjusted_for_ancestry"),
-        checks=[_io.check_result(FINITE[0], an.check_all_finite(features)), _io.check_result("every_block_has_a_feature", complete)],
+        checks=[_io.check_result(FINITE[0], an.check_all_finite(features)), _io.check_result("every_block_has_a_feature", complete, WARN)],
     )
 
 
