@@ -77,14 +77,15 @@ EIGENVEC = "pcs.eigenvec"  # the name layout.write_cohort gives it
 # Planted phenotype effects: (phenotype, locus, standardized beta). The beta is
 # per SD of the block's PC1 in SDs of the trait's noise on its modelling scale
 # (log for ige/eosinophils, litres for fev1, log-rate for exacerbations).
+# Sized so every planted pair is found at a few hundred subjects.
 _EFFECTS = (
-    ("ige", "HLA_DRDQ", 0.60),
-    ("ige", "17q21", 0.35),
-    ("ige", "IL33", 0.35),
-    ("eosinophils", "IL1RL1", 0.40),
-    ("eosinophils", "TSLP", 0.35),
-    ("fev1", "17q21", -0.35),
-    ("exacerbations", "17q21", 0.35),
+    ("ige", "HLA_DRDQ", 0.70),
+    ("ige", "17q21", 0.45),
+    ("ige", "IL33", 0.45),
+    ("eosinophils", "IL1RL1", 0.50),
+    ("eosinophils", "TSLP", 0.45),
+    ("fev1", "17q21", -0.45),
+    ("exacerbations", "17q21", 0.45),
 )
 # Noise SD of each trait on its modelling scale; exacerbations has none (its
 # noise is the negative-binomial draw) so its beta is a log rate ratio.
@@ -291,13 +292,17 @@ def block_pc1(genotypes: np.ndarray) -> np.ndarray:
 
 
 def _top_axes(x: np.ndarray, k: int) -> np.ndarray:
-    """Top ``k`` right singular vectors of ``x`` (variants fewer than subjects).
+    """Top ``k`` right singular vectors of ``x`` (columns: variants).
 
-    The variant x variant Gram matrix is small here, so ``eigh`` on it is far
-    cheaper than a full SVD of the subjects x variants matrix.
+    ``eigh`` on the smaller Gram matrix is far cheaper than a full SVD of the
+    subjects x variants matrix.
     """
-    values, vectors = np.linalg.eigh(x.T @ x)
-    return vectors[:, ::-1][:, :k]
+    if x.shape[0] >= x.shape[1]:
+        _, vectors = np.linalg.eigh(x.T @ x)
+        return vectors[:, ::-1][:, :k]
+    _, left = np.linalg.eigh(x @ x.T)
+    axes = x.T @ left[:, ::-1][:, :k]
+    return axes / np.maximum(np.linalg.norm(axes, axis=0), 1e-300)
 
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 4, n_iter: int = 60) -> np.ndarray:
@@ -445,6 +450,7 @@ def _simulate_block(
     min_variants: int,
     missing_rate: float,
     n_panel: int,
+    lineage_tags: int,
 ) -> _Block:
     import msprime
 
@@ -475,7 +481,24 @@ def _simulate_block(
     names = [pop.metadata["name"] for pop in ts.populations()]
     hap_pop = np.array(names, dtype=object)[ts.tables.nodes.population[ts.samples()]]
 
-    groups = _haplotype_groups(haps, hap_pop, rng) if weight > 0 else np.zeros(len(haps), dtype=np.int64)
+    panel = _panel_draws(haps, hap_pop, subjects.fractions, n_panel, rng)
+
+    is_tag = np.zeros(len(sites), dtype=bool)
+    if weight > 0:
+        groups = _haplotype_groups(haps, hap_pop, rng)
+        # Lineage-defining variants: each group's derived alleles on a deepened
+        # stem, as balancing selection keeps HLA class II lineages old and
+        # distinct; they make the stratum signal depend on ``weight``, not on
+        # how clumpy one simulated genealogy happens to be.
+        n_tags = N_STRATA * lineage_tags
+        tag_sites = rng.choice(np.setdiff1d(np.arange(int(length)), sites), size=n_tags, replace=False)
+        tag_haps = (groups[:, None] == np.repeat(np.arange(N_STRATA), lineage_tags)[None, :]).astype(np.int8)
+        order = np.argsort(np.concatenate([sites, tag_sites]), kind="stable")
+        haps = np.concatenate([haps, tag_haps], axis=1)[:, order]
+        sites = np.concatenate([sites, tag_sites])[order]
+        is_tag = np.concatenate([is_tag, np.ones(n_tags, dtype=bool)])[order]
+    else:
+        groups = np.zeros(len(haps), dtype=np.int64)
     pools = {
         (p, g): _Pool(np.flatnonzero((hap_pop == p) & (groups == g)), rng)
         for p in SOURCE_POPULATIONS for g in range(N_STRATA) if ((hap_pop == p) & (groups == g)).any()
@@ -503,10 +526,13 @@ def _simulate_block(
     genotypes = haps[chosen[:, 0]] + haps[chosen[:, 1]]
 
     freq = genotypes.mean(axis=0) / 2
-    cols = np.flatnonzero(np.minimum(freq, 1 - freq) >= min_maf)
-    if cols.size > max_variants:
-        # Even thinning keeps the spread of LD along the block.
-        cols = cols[np.round(np.linspace(0, cols.size - 1, max_variants)).astype(int)]
+    common = np.flatnonzero(np.minimum(freq, 1 - freq) >= min_maf)
+    tags, others = common[is_tag[common]], common[~is_tag[common]]
+    budget = max(max_variants - tags.size, 0)
+    if others.size > budget:
+        # Even thinning keeps the spread of LD along the block; lineage tags are always kept.
+        others = others[np.round(np.linspace(0, others.size - 1, budget)).astype(int)]
+    cols = np.sort(np.concatenate([tags, others]))
     genotypes = np.ascontiguousarray(genotypes[:, cols])
     positions = int(row["start"]) + 1 + np.floor(sites[cols] * (span / length)).astype(np.int64)
     if missing_rate > 0:
@@ -514,27 +540,24 @@ def _simulate_block(
     bases = np.array(list("ACGT"))
     ref = rng.integers(0, 4, size=cols.size)
     alt = (ref + rng.integers(1, 4, size=cols.size)) % 4
-    panel = _panel_draws(haps, hap_pop, subjects.fractions, n_panel, rng)
     return _Block(genotypes, positions, np.stack([bases[ref], bases[alt]], axis=1), panel)
 
 
 # --------------------------------------------------------------------------- cohort-level
 
 
-def _genotype_pcs(blocks: Sequence[np.ndarray], n_pcs: int, seed: int) -> np.ndarray:
+def _genotype_pcs(blocks: Sequence[np.ndarray], n_pcs: int) -> np.ndarray:
     """Top principal components (unit-norm eigenvectors, PLINK style) of the blocks' columns together."""
-    x = np.concatenate([_standardize(g) for g in blocks], axis=1)
-    n, m = x.shape
-    k = min(n_pcs, n - 1, m)
-    if n > 3000:
-        # Large cohorts: randomized SVD (fixed random_state) instead of an n x n eigenproblem.
-        from sklearn.utils.extmath import randomized_svd
+    from scipy.sparse.linalg import eigsh
 
-        u, _, _ = randomized_svd(x, k, n_iter=7, random_state=seed % (2**32))
-    else:
-        _, vectors = np.linalg.eigh(x @ x.T)
-        u = vectors[:, ::-1][:, :k]
-    # Fix signs (largest-magnitude entry positive) so reruns agree exactly.
+    x = np.concatenate([_standardize(g) for g in blocks], axis=1)
+    n = x.shape[0]
+    k = min(n_pcs, n - 2, x.shape[1])
+    # Lanczos on the subjects' Gram matrix: only the top k are needed, and a
+    # fixed start vector keeps reruns identical.
+    values, vectors = eigsh(x @ x.T, k=k, v0=np.ones(n), tol=1e-10)
+    u = vectors[:, np.argsort(values)[::-1]]
+    # Fix signs (largest-magnitude entry positive) so the output is canonical.
     flip = np.sign(u[np.abs(u).argmax(axis=0), np.arange(k)])
     return u * flip
 
@@ -571,8 +594,12 @@ def _phenotypes(subjects: _Subjects, features: Mapping[str, np.ndarray], rng: np
 def _clear_previous(out_dir: Path, overwrite: bool) -> None:
     if not (out_dir / MANIFEST).exists():
         return
-    if not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a cohort ({MANIFEST}); pass overwrite=True (CLI: --overwrite)")
+    # A simulated cohort (it has truth.json) is simply replaced; anything else needs consent.
+    if not overwrite and not (out_dir / TRUTH_JSON).exists():
+        raise FileExistsError(
+            f"{out_dir} holds a cohort that was not simulated ({MANIFEST} without {TRUTH_JSON}); "
+            "pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     (out_dir / MANIFEST).unlink()  # first: a folder without manifest is never trusted
     for name in (SUBJECTS, PHENOTYPES, SETTINGS, EIGENVEC, TRUTH_JSON, TRUTH_SUBJECTS, VARIANTS):
         (out_dir / name).unlink(missing_ok=True)
@@ -595,7 +622,9 @@ def simulate_cohort(
     population_fractions: Mapping[str, float] | None = None,
     sim_length: int = 100_000,
     pool_factor: float = 1.5,
-    n_pc_snps: int = 6000,
+    n_pc_snps: int = 4000,
+    lineage_tags: int = 6,
+    n_threads: int | None = 1,
     overwrite: bool = False,
 ) -> SimulatedCohort:
     """Simulate a demo cohort with planted truth and write it in the original layout.
@@ -634,11 +663,17 @@ def simulate_cohort(
         positions are stretched onto the real span.
     pool_factor : float, default 1.5
         Haplotype pool size per population relative to the draws it serves.
-    n_pc_snps : int, default 6000
+    n_pc_snps : int, default 4000
         Size of the unlinked ancestry panel behind ``pcs.eigenvec`` (spread
         over the blocks' pools; it is not written as genotypes).
+    lineage_tags : int, default 6
+        Lineage-defining variants added per stratum group in each structure
+        block (a deepened stem branch of the group's haplotypes).
+    n_threads : int or None, default 1
+        BLAS/OpenMP threads while simulating (None: the libraries' default).
     overwrite : bool, default False
-        Replace a cohort already in ``out_dir``.
+        Replace a cohort in ``out_dir`` that was not simulated (a previously
+        simulated cohort, recognised by its ``truth.json``, is always replaced).
 
     Returns
     -------
@@ -659,107 +694,114 @@ def simulate_cohort(
         raise ValueError(f"strong_weight and weak_weight must be in [0, 1], got {strong_weight}, {weak_weight}")
     if weak_block not in ("PDE4D_1", "PDE4D_2"):
         raise ValueError(f"weak_block must be 'PDE4D_1' or 'PDE4D_2', got {weak_block!r}")
-    if max_variants < 2 or min_variants < 1 or sim_length < 1000 or pool_factor < 1:
-        raise ValueError("need max_variants >= 2, min_variants >= 1, sim_length >= 1000 and pool_factor >= 1")
+    if max_variants < 2 or min_variants < 1 or sim_length < 1000 or pool_factor < 1 or lineage_tags < 0 or n_pc_snps < 0:
+        raise ValueError("need max_variants >= 2, min_variants >= 1, sim_length >= 1000, pool_factor >= 1, lineage_tags >= 0, n_pc_snps >= 0")
 
-    out_dir = Path(out_dir)
-    _clear_previous(out_dir, overwrite)
-    species, model = _demography()
-    blocks = select_demo_blocks(n_background_blocks)
-    subjects = _make_subjects(n_subjects, fractions, np.random.default_rng(_seed_sequence(seed, 1)))
-    weights = {"HLA_DRDQ": strong_weight, "HLA_DP": strong_weight, weak_block: weak_weight}
+    from threadpoolctl import threadpool_limits
 
-    simulated: dict[str, _Block] = {}
-    for _, row in blocks.iterrows():
-        simulated[row["block_id"]] = _simulate_block(
-            row, subjects, weights.get(row["locus"], 0.0), seed=seed, model=model, species=species,
-            sim_length=sim_length, pool_factor=pool_factor, min_maf=min_maf, max_variants=max_variants,
-            min_variants=min_variants, missing_rate=missing_rate, n_panel=int(np.ceil(n_pc_snps / len(blocks))),
-        )
+    # Single-threaded BLAS/OpenMP by default: the matrices are small and extra
+    # threads mostly spin-wait on a shared machine (3x slower measured).
+    with threadpool_limits(limits=n_threads):
+        out_dir = Path(out_dir)
+        _clear_previous(out_dir, overwrite)
+        species, model = _demography()
+        blocks = select_demo_blocks(n_background_blocks)
+        subjects = _make_subjects(n_subjects, fractions, np.random.default_rng(_seed_sequence(seed, 1)))
+        weights = {"HLA_DRDQ": strong_weight, "HLA_DP": strong_weight, weak_block: weak_weight}
 
-    locus_blocks = {row["locus"]: row["block_id"] for _, row in blocks.iterrows() if row["locus"]}
-    locus_blocks = {k: locus_blocks[k] for k in LOCUS_KEYS}
-    # Ancestry PCs come from the unlinked panel, as real PCs come from genome-wide LD-pruned SNPs.
-    pcs = _genotype_pcs([blk.panel for blk in simulated.values()], N_PCS, seed)
-    eigenvec = pd.DataFrame(np.round(pcs, 8), columns=[f"PC{i + 1}" for i in range(pcs.shape[1])])
-    eigenvec.insert(0, "subject_id", subjects.ids)
+        simulated: dict[str, _Block] = {}
+        for _, row in blocks.iterrows():
+            simulated[row["block_id"]] = _simulate_block(
+                row, subjects, weights.get(row["locus"], 0.0), seed=seed, model=model, species=species,
+                sim_length=sim_length, pool_factor=pool_factor, min_maf=min_maf, max_variants=max_variants,
+                min_variants=min_variants, missing_rate=missing_rate, n_panel=int(np.ceil(n_pc_snps / len(blocks))),
+                lineage_tags=lineage_tags,
+            )
 
-    features = {locus: block_pc1(simulated[bid].genotypes) for locus, bid in locus_blocks.items()}
-    phenotypes = _phenotypes(subjects, features, np.random.default_rng(_seed_sequence(seed, 2)))
+        locus_blocks = {row["locus"]: row["block_id"] for _, row in blocks.iterrows() if row["locus"]}
+        locus_blocks = {k: locus_blocks[k] for k in LOCUS_KEYS}
+        # Ancestry PCs come from the unlinked panel, as real PCs come from genome-wide LD-pruned SNPs.
+        pcs = _genotype_pcs([blk.panel for blk in simulated.values()], N_PCS)
+        eigenvec = pd.DataFrame(np.round(pcs, 8), columns=[f"PC{i + 1}" for i in range(pcs.shape[1])])
+        eigenvec.insert(0, "subject_id", subjects.ids)
 
-    effects = [
-        {"block": locus_blocks[locus], "locus": locus, "phenotype": trait,
-         "beta": float(b * _NOISE_SD[trait]) if trait != "exacerbations" else float(b),
-         "beta_std": float(b), "scale": _SCALE[trait]}
-        for trait, locus, b in _EFFECTS
-    ]
-    strong = [locus_blocks["HLA_DRDQ"], locus_blocks["HLA_DP"]]
-    weak = [locus_blocks[weak_block]]
-    effect_blocks = {e["block"] for e in effects}
-    truth = {
-        "seed": int(seed),
-        "n_subjects": int(n_subjects),
-        "build": "hg19",
-        "n_strata": N_STRATA,
-        "strong_structure_blocks": strong,
-        "weak_structure_blocks": weak,
-        "structure_blocks": strong + weak,
-        "background_blocks": blocks.loc[blocks["locus"] == "", "block_id"].tolist(),
-        "locus_blocks": locus_blocks,
-        "effects": effects,
-        "null_blocks": [b for b in blocks["block_id"] if b not in effect_blocks and b not in strong + weak],
-        "populations": [*SOURCE_POPULATIONS, ADMIXED],
-        # Extras beyond the contract, for readers that want the mechanism.
-        "population_counts": {p: int((subjects.population == p).sum()) for p in [*SOURCE_POPULATIONS, ADMIXED]},
-        "structure_weights": {b: float(weights[k]) for k, b in
-                              [("HLA_DRDQ", strong[0]), ("HLA_DP", strong[1]), (weak_block, weak[0])]},
-        "effect_feature": "block_pc1: standardized PC1 of the block's standardized genotypes (see simulate.block_pc1)",
-        "eigenvec_source": (f"{sum(blk.panel.shape[1] for blk in simulated.values())} unlinked common SNPs "
-                            "drawn per SNP from the blocks' haplotype pools (LD-pruned-like panel, not written as blocks)"),
-        "demographic_model": f"stdpopsim HomSap {model.id}",
-        "parameters": {
-            "max_variants": max_variants, "min_variants": min_variants, "min_maf": min_maf,
-            "missing_rate": missing_rate, "sim_length": sim_length, "pool_factor": pool_factor, "n_pc_snps": n_pc_snps,
-            "population_fractions": fractions,
-        },
-    }
-    truth_subjects = pd.DataFrame({
-        "subject_id": subjects.ids,
-        "population": subjects.population,
-        "stratum": subjects.stratum,
-        **{f"frac_{p}": np.round(subjects.fractions[:, j], 6) for j, p in enumerate(SOURCE_POPULATIONS)},
-    })
-    variants = pd.concat([
-        pd.DataFrame({
-            "block_id": bid, "variant_id": [f"{bid}:{i}" for i in range(len(blk.positions))],
-            "chrom": str(row["chrom"]), "pos": blk.positions, "ref": blk.alleles[:, 0], "alt": blk.alleles[:, 1],
+        features = {locus: block_pc1(simulated[bid].genotypes) for locus, bid in locus_blocks.items()}
+        phenotypes = _phenotypes(subjects, features, np.random.default_rng(_seed_sequence(seed, 2)))
+
+        effects = [
+            {"block": locus_blocks[locus], "locus": locus, "phenotype": trait,
+             "beta": float(b * _NOISE_SD[trait]) if trait != "exacerbations" else float(b),
+             "beta_std": float(b), "scale": _SCALE[trait]}
+            for trait, locus, b in _EFFECTS
+        ]
+        strong = [locus_blocks["HLA_DRDQ"], locus_blocks["HLA_DP"]]
+        weak = [locus_blocks[weak_block]]
+        effect_blocks = {e["block"] for e in effects}
+        truth = {
+            "seed": int(seed),
+            "n_subjects": int(n_subjects),
+            "build": "hg19",
+            "n_strata": N_STRATA,
+            "strong_structure_blocks": strong,
+            "weak_structure_blocks": weak,
+            "structure_blocks": strong + weak,
+            "background_blocks": blocks.loc[blocks["locus"] == "", "block_id"].tolist(),
+            "locus_blocks": locus_blocks,
+            "effects": effects,
+            "null_blocks": [b for b in blocks["block_id"] if b not in effect_blocks and b not in strong + weak],
+            "populations": [*SOURCE_POPULATIONS, ADMIXED],
+            # Extras beyond the contract, for readers that want the mechanism.
+            "population_counts": {p: int((subjects.population == p).sum()) for p in [*SOURCE_POPULATIONS, ADMIXED]},
+            "structure_weights": {b: float(weights[k]) for k, b in
+                                  [("HLA_DRDQ", strong[0]), ("HLA_DP", strong[1]), (weak_block, weak[0])]},
+            "effect_feature": "block_pc1: standardized PC1 of the block's standardized genotypes (see simulate.block_pc1)",
+            "eigenvec_source": (f"{sum(blk.panel.shape[1] for blk in simulated.values())} unlinked common SNPs "
+                                "drawn per SNP from the blocks' haplotype pools (LD-pruned-like panel, not written as blocks)"),
+            "demographic_model": f"stdpopsim HomSap {model.id}",
+            "parameters": {
+                "max_variants": max_variants, "min_variants": min_variants, "min_maf": min_maf,
+                "missing_rate": missing_rate, "sim_length": sim_length, "pool_factor": pool_factor, "n_pc_snps": n_pc_snps,
+                "lineage_tags": lineage_tags,
+                "population_fractions": fractions,
+            },
+        }
+        truth_subjects = pd.DataFrame({
+            "subject_id": subjects.ids,
+            "population": subjects.population,
+            "stratum": subjects.stratum,
+            **{f"frac_{p}": np.round(subjects.fractions[:, j], 6) for j, p in enumerate(SOURCE_POPULATIONS)},
         })
-        for (_, row), (bid, blk) in zip(blocks.iterrows(), simulated.items())
-    ], ignore_index=True)
+        variants = pd.concat([
+            pd.DataFrame({
+                "block_id": bid, "variant_id": [f"{bid}:{i}" for i in range(len(blk.positions))],
+                "chrom": str(row["chrom"]), "pos": blk.positions, "ref": blk.alleles[:, 0], "alt": blk.alleles[:, 1],
+            })
+            for (_, row), (bid, blk) in zip(blocks.iterrows(), simulated.items())
+        ], ignore_index=True)
 
-    # Truth and variants first: write_cohort writes the manifest last, which marks the folder finished.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    storage.write_json(out_dir / TRUTH_JSON, truth)
-    storage.write_tsv(out_dir / TRUTH_SUBJECTS, truth_subjects)
-    storage.write_tsv(out_dir / VARIANTS, variants)
-    write_cohort(
-        out_dir, subjects.ids,
-        (BlockArray(row["block_id"], str(row["chrom"]), int(row["start"]), int(row["end"]), simulated[row["block_id"]].genotypes)
-         for _, row in blocks.iterrows()),
-        phenotypes=phenotypes, eigenvec=eigenvec, settings={"build": "hg19"},
-    )
-    return SimulatedCohort(
-        out_dir=out_dir,
-        manifest_path=out_dir / MANIFEST,
-        subjects_path=out_dir / SUBJECTS,
-        phenotypes_path=out_dir / PHENOTYPES,
-        eigenvec_path=out_dir / EIGENVEC,
-        variants_path=out_dir / VARIANTS,
-        truth_path=out_dir / TRUTH_JSON,
-        truth_subjects_path=out_dir / TRUTH_SUBJECTS,
-        truth=truth,
-        elapsed_s=time.perf_counter() - started,
-    )
+        # Truth and variants first: write_cohort writes the manifest last, which marks the folder finished.
+        out_dir.mkdir(parents=True, exist_ok=True)
+        storage.write_json(out_dir / TRUTH_JSON, truth)
+        storage.write_tsv(out_dir / TRUTH_SUBJECTS, truth_subjects)
+        storage.write_tsv(out_dir / VARIANTS, variants)
+        write_cohort(
+            out_dir, subjects.ids,
+            (BlockArray(row["block_id"], str(row["chrom"]), int(row["start"]), int(row["end"]), simulated[row["block_id"]].genotypes)
+             for _, row in blocks.iterrows()),
+            phenotypes=phenotypes, eigenvec=eigenvec, settings={"build": "hg19"},
+        )
+        return SimulatedCohort(
+            out_dir=out_dir,
+            manifest_path=out_dir / MANIFEST,
+            subjects_path=out_dir / SUBJECTS,
+            phenotypes_path=out_dir / PHENOTYPES,
+            eigenvec_path=out_dir / EIGENVEC,
+            variants_path=out_dir / VARIANTS,
+            truth_path=out_dir / TRUTH_JSON,
+            truth_subjects_path=out_dir / TRUTH_SUBJECTS,
+            truth=truth,
+            elapsed_s=time.perf_counter() - started,
+        )
 
 
 def read_truth(folder: str | Path) -> tuple[dict, pd.DataFrame]:
@@ -783,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--max-variants", type=int, default=160)
     parser.add_argument("--missing-rate", type=float, default=0.005)
-    parser.add_argument("--overwrite", action="store_true", help="replace a cohort already in OUT_DIR")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-simulated cohort already in OUT_DIR")
     args = parser.parse_args(argv)
     cohort = simulate_cohort(
         args.out_dir, n_subjects=args.n_subjects, n_background_blocks=args.n_background_blocks,
