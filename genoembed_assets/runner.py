@@ -83,7 +83,7 @@ def materialize_cohort(
         log(f"stage '{name}': {', '.join(k.to_user_string() for k in keys)}")
         start = time.perf_counter()
         result = dg.materialize(
-            all_assets, instance=instance, resources=resources, run_config=_stage_config(run_config, keys),
+            all_assets, instance=instance, resources=resources, run_config=_stage_config(run_config, {defs.resolve_assets_def(k).node_def.name for k in keys}),
             selection=keys, raise_on_error=False, **partition_args,
         )
         seconds = time.perf_counter() - start
@@ -101,12 +101,11 @@ def materialize_cohort(
     return results
 
 
-def _stage_config(run_config: Mapping | None, keys: list[dg.AssetKey]) -> dict | None:
-    """Keep only the op config of assets in this stage (Dagster rejects config for absent ops)."""
+def _stage_config(run_config: Mapping | None, op_names: set[str]) -> dict | None:
+    """Keep only the op config of this stage's ops (Dagster rejects config for absent ops)."""
     if not run_config:
         return None
-    names = {k.path[-1] for k in keys}
-    ops = {name: cfg for name, cfg in run_config.get("ops", {}).items() if name in names}
+    ops = {name: cfg for name, cfg in run_config.get("ops", {}).items() if name in op_names}
     return {**{k: v for k, v in run_config.items() if k != "ops"}, **({"ops": ops} if ops else {})}
 
 
@@ -117,7 +116,7 @@ def fast_run_config() -> dict:
 
 def preset_run_config(preset: str) -> dict:
     """Run config selecting ``preset`` for the training assets."""
-    return {"ops": {"block_embeddings": {"config": {"preset": preset}}}}
+    return {"ops": {name: {"config": {"preset": preset}} for name in ("block_embeddings", "cross_block_embeddings")}}
 
 
 def _message(evaluation) -> str:
