@@ -461,7 +461,11 @@ def _keep_blocks(model: StackedBlockVAE, optimizer, keep: torch.Tensor, config: 
 
 @torch.no_grad()
 def _validation_terms(model: StackedBlockVAE, x_val, visible, config: BlockVAEConfig, chunk: int):
-    """(loss, reconstruction, kl) per block on validation subjects at the target beta, decoding the posterior mean (deterministic)."""
+    """(loss, reconstruction, kl) per block on validation subjects.
+
+    At the target beta, decoding the posterior mean, so the yardstick of early
+    stopping is deterministic and does not move with the beta schedule.
+    """
     model.eval()
     n_val = x_val.shape[1]
     recon = torch.zeros(x_val.shape[0], device=x_val.device)
