@@ -11,11 +11,13 @@ from genoembed_assets.genotypes.errors import CohortInputError
 from genoembed_assets.genotypes.genes import annotate_blocks_with_genes
 from genoembed_assets.models._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
 from genoembed_assets.models._cross_block_training import (
+    _Standardizer,
     draw_block_mask,
     effective_rank,
     fit_cross_block,
     plot_block_importance,
     save_cross_block_result,
+    shared_axes,
 )
 from genoembed_assets.models._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore, synthetic_block_embeddings
 
@@ -101,6 +103,17 @@ def test_store_names_block_with_non_finite_values(tmp_path, tiny):
     store = BlockEmbeddingStore(_write_store(tmp_path, bad, meta), meta)
     with pytest.raises(CohortInputError, match=f"block {meta['block_id'][4]}.*NaN"):
         store.block_stats()
+
+
+def test_shared_axes_find_ancestry_not_the_stratum():
+    data, meta, _ = synthetic_block_embeddings(400, 20, 4, strong_blocks=PLANTED, ancestry_effect=1.5, strong_effect=2.5, seed=3)
+    store = InMemoryEmbeddingStore(data, meta)
+    standardize = _Standardizer(store, np.arange(400))
+    axes, summary = shared_axes(standardize(store.get(np.arange(400))), standardize.active, None)
+    assert axes.shape == (80, 2)  # the 2-D ancestry, spread over all blocks
+    np.testing.assert_allclose(axes.T @ axes, np.eye(2), atol=1e-5)
+    # the stratum component (3 blocks) is strong but not shared: it stays
+    assert any(not row["shared"] and row["variance"] > row["noise_edge"] and row["effective_blocks"] < 6 for row in summary)
 
 
 def test_mask_hides_between_one_and_all_but_one():

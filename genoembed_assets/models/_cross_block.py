@@ -13,8 +13,9 @@ The objective is masked-block modelling with two heads:
   hidden block's identity), so the CLS vector, the subject embedding, must
   summarize what the visible blocks say about the hidden ones.
 
-Axes that every block shares (ancestry) are regressed out of the inputs
-before modelling (see ``_cross_block_training.shared_axes``): otherwise every
+Inputs are standardized and whitened per block, and axes that every block
+shares (ancestry) are regressed out before modelling (see
+``_cross_block_training.shared_axes``): otherwise every
 block predicts every other one and attention carries no block-specific
 signal. Block importance (computed in ``_cross_block_training``) is the
 attention that hidden-block queries pay to each visible block, each query

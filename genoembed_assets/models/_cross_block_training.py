@@ -27,6 +27,7 @@ from ._embedding_store import BlockEmbeddingStore
 
 __all__ = [
     "CrossBlockResult",
+    "shared_axes",
     "draw_block_mask",
     "effective_rank",
     "fit_cross_block",
@@ -123,13 +124,16 @@ def rank_stability(importance_by_seed: np.ndarray) -> float:
 
 
 class _Standardizer:
-    """Per block and dimension z-scores from training subjects; collapsed dims zeroed.
+    """Per block: z-scores, then whitening, from training subjects; collapsed dims zeroed.
 
-    With ``shared`` (``(D, r)`` orthonormal axes in the concatenated
-    standardized space) the projection on those axes is removed as well.
+    Whitening each block (ridge-regularized inverse square root of its
+    covariance) makes every block contribute decorrelated unit-variance
+    dimensions, so what remains correlated across the concatenation is
+    correlation BETWEEN blocks. With ``shared`` (``(D, r)`` orthonormal axes in
+    the concatenated whitened space) the projection on those axes is removed.
     """
 
-    def __init__(self, store: BlockEmbeddingStore, index: np.ndarray):
+    def __init__(self, store: BlockEmbeddingStore, index: np.ndarray, *, sample: np.ndarray | None = None):
         mean, std = store.block_stats(index)
         real = np.arange(store.k_max)[None, :] < store.dims[:, None]
         block_max = np.where(real, std, 0).max(axis=1, keepdims=True)
@@ -138,17 +142,39 @@ class _Standardizer:
         self.scale = np.where(active, 1.0 / np.where(active, std, 1.0), 0.0).astype(np.float32)
         self.active = active.astype(np.float32)
         self.shared: np.ndarray | None = None
+        z = self.standardized(store.get(index if sample is None else sample)).astype(np.float64)
+        z -= z.mean(axis=0)
+        self.whiten = np.stack([_ridge_whitener(z[:, b, :], active[b]) for b in range(store.n_blocks)]).astype(np.float32)
 
     def standardized(self, batch: np.ndarray) -> np.ndarray:
+        """Per-dimension z-scores (the Phase 1 space of the distance correlation)."""
         return (batch - self.mean) * self.scale
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        z = self.standardized(batch)
+        z = np.einsum("nbk,bkj->nbj", self.standardized(batch), self.whiten)
         if self.shared is None or self.shared.shape[1] == 0:
-            return z
+            return z.astype(np.float32, copy=False)
         flat = z.reshape(len(z), -1)
         flat = flat - (flat @ self.shared) @ self.shared.T
         return flat.reshape(z.shape).astype(np.float32, copy=False)
+
+
+def _ridge_whitener(z: np.ndarray, active: np.ndarray, ridge: float = 0.05) -> np.ndarray:
+    """``(k, k)`` matrix W with ``cov(z @ W)`` close to identity on the active dims.
+
+    The ridge (a fraction of the mean eigenvalue) keeps near-empty directions
+    from being blown up into noise of unit variance.
+    """
+    k = z.shape[1]
+    w = np.zeros((k, k))
+    idx = np.flatnonzero(active)
+    if idx.size == 0:
+        return w
+    cov = np.cov(z[:, idx], rowvar=False).reshape(idx.size, idx.size)
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, 0) + ridge * max(values.mean(), 1e-12)
+    w[np.ix_(idx, idx)] = vectors @ np.diag(values**-0.5) @ vectors.T
+    return w
 
 
 def shared_axes(
@@ -159,7 +185,8 @@ def shared_axes(
     Parameters
     ----------
     z
-        Standardized embeddings of a subject subsample, ``(n, blocks, k_max)``.
+        Block-whitened embeddings of a subject subsample, ``(n, blocks, k_max)``
+        (whitening keeps block-specific structure from passing the noise edge).
     active
         ``(blocks, k_max)`` 1 for dimensions in use.
     n_factors
@@ -399,14 +426,13 @@ def fit_cross_block(
     device = _resolve_device(device)
     started = time.perf_counter()
     train_idx, val_idx = _split(store.n_subjects, config.val_fraction, config.seeds[0])
-    standardize = _Standardizer(store, train_idx)
+    sample = train_idx[_subsample(train_idx.size, config.importance_subjects, config.seeds[0])]
+    standardize = _Standardizer(store, train_idx, sample=sample)
     imp_idx = _subsample(store.n_subjects, config.importance_subjects, config.seeds[0])
     shared_summary = []
     if config.shared_factors != 0:
-        sample = _subsample(train_idx.size, config.importance_subjects, config.seeds[0])
         standardize.shared, shared_summary = shared_axes(
-            standardize.standardized(store.get(train_idx[sample])), standardize.active,
-            None if config.shared_factors < 0 else config.shared_factors,
+            standardize(store.get(sample)), standardize.active, None if config.shared_factors < 0 else config.shared_factors
         )
     dist_idx = _subsample(store.n_subjects, config.distance_subjects, config.seeds[0] + 1)
 
