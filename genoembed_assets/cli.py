@@ -26,14 +26,14 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def _run(cohort: str) -> int:
+def _run(cohort: str, preset: str) -> int:
     from .definitions import defs
-    from .runner import PipelineError, materialize_cohort
+    from .runner import PipelineError, materialize_cohort, preset_run_config
 
     storage = defs.resources["storage"]
     start = time.perf_counter()
     try:
-        stages = materialize_cohort(cohort, instance=_instance())
+        stages = materialize_cohort(cohort, instance=_instance(), run_config=preset_run_config(preset))
     except PipelineError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         return 1
@@ -55,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="simulate the demo cohort (if absent) and materialize its graph")
     demo.add_argument("--n-subjects", type=int, default=1200)
     demo.add_argument("--regenerate", action="store_true", help="simulate again even if the cohort exists")
+    demo.add_argument("--preset", default="fast", choices=["fast", "balanced", "thorough"],
+                      help="training preset of Phase 1 and Phase 2 (default: fast)")
     run = sub.add_parser("run", help="materialize the graph of a cohort folder under the cohorts root")
     run.add_argument("cohort")
+    run.add_argument("--preset", default="balanced", choices=["fast", "balanced", "thorough"],
+                     help="training preset of Phase 1 and Phase 2 (default: balanced)")
     sim = sub.add_parser("simulate", help="write a simulated cohort folder")
     sim.add_argument("out", type=Path)
     sim.add_argument("--n-subjects", type=int, default=1200)
@@ -82,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  done in {time.perf_counter() - start:.0f} s")
         else:
             print(f"using the demo cohort in {folder} (--regenerate to simulate it again)")
-        return _run(DEMO_COHORT)
-    return _run(args.cohort)
+        return _run(DEMO_COHORT, args.preset)
+    return _run(args.cohort, args.preset)
 
 
 if __name__ == "__main__":
