@@ -13,7 +13,9 @@ Usage::
 
     python bench/bench_phase2.py --subjects 5000 --blocks 200 --k 8 --epochs 2
 
-Prints one line per mode and a JSON summary (``--json`` to save it).
+``--scan-only`` measures just one mini-batch pass over all subjects (no
+model), which isolates the store's memory from the model's activations.
+Prints one line per mode (``--json`` saves the rows).
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _anon_rss_mb() -> float:
+    """Current anonymous RSS: memory the process owns. Memory-mapped file pages
+    a scan has touched count in ``ru_maxrss`` but are page cache the kernel can
+    drop, so this is the figure that shows whether memory grows with subjects."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def write_files(folder: Path, n_subjects: int, n_blocks: int, k: int) -> None:
     from genoembed_assets import storage
     from genoembed_assets.models._embedding_store import synthetic_block_embeddings
@@ -50,7 +63,7 @@ def write_files(folder: Path, n_subjects: int, n_blocks: int, k: int) -> None:
     storage.write_tsv(folder / "meta.tsv", meta)
 
 
-def run_one(folder: Path, mode: str, epochs: int, threads: int, device: str | None) -> dict:
+def run_one(folder: Path, mode: str, epochs: int, threads: int, device: str | None, scan_only: bool = False) -> dict:
     import pandas as pd
     import torch
 
@@ -66,6 +79,14 @@ def run_one(folder: Path, mode: str, epochs: int, threads: int, device: str | No
     if mode == "memory":
         store = InMemoryEmbeddingStore(store.get(np.arange(store.n_subjects)), meta)
     loaded = time.perf_counter() - started
+    if scan_only:
+        # The store's own footprint: one pass over all subjects in mini-batches, no model.
+        checksum = sum(float(batch.sum()) for _, batch in store.iter_batches(np.arange(store.n_subjects), 64))
+        total = time.perf_counter() - started
+        return {"mode": f"{mode}-scan", "subjects": store.n_subjects, "blocks": store.n_blocks, "k": store.k_max,
+                "total_s": total, "subjects_per_s": store.n_subjects / total, "checksum": checksum,
+                "peak_rss_mb": _rss_mb(), "rss_over_baseline_mb": _rss_mb() - baseline, "anon_rss_mb": _anon_rss_mb(),
+                "data_mb": store.n_subjects * store.n_blocks * store.k_max * 4 / 2**20}
     config = CROSS_BLOCK_PRESETS["balanced"].with_overrides(
         epochs=epochs, patience=epochs, seeds=(0,), importance_subjects=1000, importance_mask_draws=1
     )
@@ -86,6 +107,7 @@ def run_one(folder: Path, mode: str, epochs: int, threads: int, device: str | No
         "train_subjects_per_s": result.metrics["n_train"] * epochs / train_seconds,
         "peak_rss_mb": _rss_mb(),
         "rss_over_baseline_mb": _rss_mb() - baseline,
+        "anon_rss_mb": _anon_rss_mb(),
         "data_mb": store.n_subjects * store.n_blocks * store.k_max * 4 / 2**20,
     }
 
@@ -101,25 +123,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/genoembed_bench_phase2"))
     parser.add_argument("--modes", default="stream,memory")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--scan-only", action="store_true", help="measure one batch pass over the data, no model")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: run one mode
     args = parser.parse_args(argv)
     folder = args.scratch / f"n{args.subjects}_b{args.blocks}_k{args.k}"
-    if args.one:
-        print(json.dumps(run_one(folder, args.one, args.epochs, args.threads, args.device)))
+    if args.one and args.one != "write":
+        print(json.dumps(run_one(folder, args.one, args.epochs, args.threads, args.device, args.scan_only)))
         return 0
-    write_files(folder, args.subjects, args.blocks, args.k)
+    if args.one == "write":
+        write_files(folder, args.subjects, args.blocks, args.k)
+        return 0
+    base = [sys.executable, __file__, "--subjects", str(args.subjects), "--blocks", str(args.blocks), "--k", str(args.k),
+            "--epochs", str(args.epochs), "--threads", str(args.threads), "--scratch", str(args.scratch)]
+    # Linux keeps ru_maxrss across exec, so this parent stays small: the data is written by a child too.
+    subprocess.run([*base, "--one", "write"], check=True)
     rows = []
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--subjects", str(args.subjects), "--blocks", str(args.blocks), "--k", str(args.k),
-               "--epochs", str(args.epochs), "--threads", str(args.threads), "--scratch", str(args.scratch), "--one", mode]
+        cmd = [*base, "--one", mode]
         if args.device:
             cmd += ["--device", args.device]
+        if args.scan_only:
+            cmd.append("--scan-only")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
+        if args.scan_only:
+            print(f"{row['mode']:12s} {row['subjects']}x{row['blocks']}x{row['k']} ({row['data_mb']:.0f} MB): {row['subjects_per_s']:.0f} subjects/s, "
+                  f"peak RSS {row['peak_rss_mb']:.0f} MB (+{row['rss_over_baseline_mb']:.0f} MB over imports), anon RSS {row['anon_rss_mb']:.0f} MB", flush=True)
+            continue
         print(f"{mode:6s} {row['subjects']}x{row['blocks']}x{row['k']} ({row['data_mb']:.0f} MB) on {row['device']}: "
               f"train {row['train_s']:.1f}s ({row['train_subjects_per_s']:.0f} subjects/s), total {row['total_s']:.1f}s, "
-              f"peak RSS {row['peak_rss_mb']:.0f} MB (+{row['rss_over_baseline_mb']:.0f} MB over imports)", flush=True)
+              f"peak RSS {row['peak_rss_mb']:.0f} MB (+{row['rss_over_baseline_mb']:.0f} MB over imports), anon RSS at end {row['anon_rss_mb']:.0f} MB", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
