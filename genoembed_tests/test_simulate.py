@@ -175,7 +175,7 @@ def test_hla_blocks_carry_strong_stratum_structure_and_background_none(small):
     truth = small.truth
     for block in truth["strong_structure_blocks"]:
         acc, ari = _stratum_signal(small, block)
-        assert acc > 0.8 and ari > 0.4, (block, acc, ari)
+        assert acc > 0.8 and ari > 0.3, (block, acc, ari)
     for block in truth["background_blocks"][:2]:
         acc, ari = _stratum_signal(small, block)
         assert acc < 0.45 and ari < 0.05, (block, acc, ari)

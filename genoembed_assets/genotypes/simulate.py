@@ -68,6 +68,7 @@ DEFAULT_POPULATION_FRACTIONS = {"AFR": 0.2, "EUR": 0.4, "ASIA": 0.2, "ADMIX": 0.
 _ADMIX_MEAN = np.array([1 / 6, 1 / 3, 1 / 2])
 _ADMIX_CONCENTRATION = 8.0  # Dirichlet concentration: individual fractions vary around the mean
 N_STRATA = 3
+_MIN_SIM_LENGTH = 20_000
 N_PCS = 10
 TRUTH_JSON = "truth.json"
 TRUTH_SUBJECTS = "truth_subjects.tsv"
@@ -75,8 +76,9 @@ VARIANTS = "variants.tsv"
 EIGENVEC = "pcs.eigenvec"  # the name layout.write_cohort gives it
 
 # Planted phenotype effects: (phenotype, locus, standardized beta). The beta is
-# per SD of the block's PC1 in SDs of the trait's noise on its modelling scale
-# (log for ige/eosinophils, litres for fev1, log-rate for exacerbations).
+# per SD of the block's ancestry-adjusted PC1 (see _within_ancestry) in SDs of
+# the trait's noise on its modelling scale (log for ige/eosinophils, litres for
+# fev1, log-rate for exacerbations).
 # Sized so every planted pair is found at a few hundred subjects.
 _EFFECTS = (
     ("ige", "HLA_DRDQ", 0.70),
@@ -305,6 +307,19 @@ def _top_axes(x: np.ndarray, k: int) -> np.ndarray:
     return axes / np.maximum(np.linalg.norm(axes, axis=0), 1e-300)
 
 
+def _within_ancestry(feature: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """``feature`` residualized on the admixture fractions, rescaled to SD 1.
+
+    A block's PC1 is partly an ancestry axis; planting effects on the part
+    within ancestry keeps them separate from the planted confounding (the
+    population mean shifts) and recoverable after adjusting for ancestry PCs,
+    whatever share of the block's PC1 ancestry happens to take.
+    """
+    design = np.column_stack([np.ones(len(feature)), fractions[:, :-1]])  # fractions sum to 1
+    resid = feature - design @ np.linalg.lstsq(design, feature, rcond=None)[0]
+    return resid / resid.std()
+
+
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 4, n_iter: int = 60) -> np.ndarray:
     """Plain k-means (k-means++ starts) in numpy, deterministic given ``rng``."""
     best_labels, best_inertia = None, np.inf
@@ -461,7 +476,8 @@ def _simulate_block(
     need = 2 * subjects.fractions.sum(axis=0)
     n_diploid = {p: max(20, int(np.ceil(pool_factor * need[j] / 2))) for j, p in enumerate(SOURCE_POPULATIONS)}
     recomb = species.genome.get_chromosome(str(row["chrom"])).recombination_rate
-    length = min(sim_length, span)
+    # Simulated stretch ~ span / 25, so denser (larger) blocks keep more variants, as real blocks do.
+    length = min(span, max(_MIN_SIM_LENGTH, min(sim_length, span // 25)))
     for attempt in range(4):
         attempt_ss = _seed_sequence(seed, 3, _block_key(row["block_id"]), 100 + attempt)
         anc_seed, mut_seed = (int(v) % (2**31 - 2) + 1 for v in attempt_ss.generate_state(2))  # msprime wants >= 1
@@ -472,9 +488,9 @@ def _simulate_block(
         ts = msprime.sim_mutations(ts, rate=model.mutation_rate, model=msprime.BinaryMutationModel(), random_seed=mut_seed)
         haps = ts.genotype_matrix().T.astype(np.int8)  # (haplotypes, sites)
         sites = ts.tables.sites.position.astype(np.int64)
-        freq = haps.mean(axis=0)
-        keep = np.minimum(freq, 1 - freq) >= min_maf / 2  # pool filter; the cohort filter comes later
-        if keep.sum() >= 2 * min_variants or length >= span:
+        maf = np.minimum(haps.mean(axis=0), 1 - haps.mean(axis=0))
+        keep = maf >= min_maf / 2  # pool filter; the cohort filter comes later
+        if (maf >= min_maf).sum() >= 1.25 * min_variants or length >= span:
             break
         length = min(2 * length, span)  # too few common variants: simulate a longer stretch
     haps, sites = haps[:, keep], sites[keep]
@@ -564,7 +580,7 @@ def _genotype_pcs(blocks: Sequence[np.ndarray], n_pcs: int) -> np.ndarray:
 
 def _phenotypes(subjects: _Subjects, features: Mapping[str, np.ndarray], rng: np.random.Generator) -> pd.DataFrame:
     n = len(subjects.ids)
-    age = rng.integers(18, 76, size=n).astype(float)
+    age = rng.integers(18, 76, size=n)
     sex = rng.integers(0, 2, size=n)
     latent = {}
     for trait in _NOISE_SD:
@@ -588,6 +604,59 @@ def _phenotypes(subjects: _Subjects, features: Mapping[str, np.ndarray], rng: np
         "eosinophils": np.round(eos, 1),
         "fev1": np.round(fev1, 3),
         "exacerbations": exac,
+    })
+
+
+def _truth(
+    *, seed: int, subjects: _Subjects, blocks: pd.DataFrame, locus_blocks: dict, weights: dict,
+    weak_block: str, model_id: str, n_panel: int, parameters: dict,
+) -> dict:
+    """The ``truth.json`` content (keys of docs/design.md first, then extras)."""
+    effects = [
+        {"block": locus_blocks[locus], "locus": locus, "phenotype": trait,
+         "beta": float(b) if trait == "exacerbations" else float(b * _NOISE_SD[trait]),
+         "beta_std": float(b), "scale": _SCALE[trait]}
+        for trait, locus, b in _EFFECTS
+    ]
+    strong = [locus_blocks["HLA_DRDQ"], locus_blocks["HLA_DP"]]
+    weak = [locus_blocks[weak_block]]
+    effect_blocks = {e["block"] for e in effects}
+    populations = [*SOURCE_POPULATIONS, ADMIXED]
+    return {
+        "seed": int(seed),
+        "n_subjects": len(subjects.ids),
+        "build": "hg19",
+        "n_strata": N_STRATA,
+        "strong_structure_blocks": strong,
+        "weak_structure_blocks": weak,
+        "structure_blocks": strong + weak,
+        "background_blocks": blocks.loc[blocks["locus"] == "", "block_id"].tolist(),
+        "locus_blocks": locus_blocks,
+        "effects": effects,
+        "null_blocks": [b for b in blocks["block_id"] if b not in effect_blocks and b not in strong + weak],
+        "populations": populations,
+        # Extras beyond the contract, for readers that want the mechanism.
+        "population_counts": {p: int((subjects.population == p).sum()) for p in populations},
+        "structure_weights": {locus_blocks[k]: float(w) for k, w in weights.items()},
+        "effect_feature": ("block PC1 (simulate.block_pc1) residualized on the admixture fractions and "
+                           "standardized: effects act within ancestry, confounding comes from the population shifts"),
+        "note": ("the ige effect of HLA_DRDQ lies along its stratum axis, so the other structure blocks, which share "
+                 "the stratum, associate with ige too: they are neither planted effects nor null blocks"),
+        "eigenvec_source": (f"{n_panel} unlinked common SNPs drawn per SNP from the blocks' haplotype pools "
+                            "(an LD-pruned-like panel, not written as blocks)"),
+        "demographic_model": f"stdpopsim HomSap {model_id}",
+        "parameters": parameters,
+    }
+
+
+def _variants_table(block_id: str, chrom: str, block: _Block) -> pd.DataFrame:
+    return pd.DataFrame({
+        "block_id": block_id,
+        "variant_id": [f"{block_id}:{i}" for i in range(len(block.positions))],
+        "chrom": chrom,
+        "pos": block.positions,
+        "ref": block.alleles[:, 0],
+        "alt": block.alleles[:, 1],
     })
 
 
@@ -659,8 +728,9 @@ def simulate_cohort(
         Share of subjects per population among AFR, EUR, ASIA and ADMIX;
         default :data:`DEFAULT_POPULATION_FRACTIONS`.
     sim_length : int, default 100_000
-        Base pairs simulated per block (at most the block's span); variant
-        positions are stretched onto the real span.
+        Most base pairs simulated per block; a block gets span / 25 within
+        [20 kb, sim_length] (lengthened while it has too few common variants)
+        and its variant positions are stretched onto the real span.
     pool_factor : float, default 1.5
         Haplotype pool size per population relative to the draws it serves.
     n_pc_snps : int, default 4000
@@ -725,59 +795,29 @@ def simulate_cohort(
         eigenvec = pd.DataFrame(np.round(pcs, 8), columns=[f"PC{i + 1}" for i in range(pcs.shape[1])])
         eigenvec.insert(0, "subject_id", subjects.ids)
 
-        features = {locus: block_pc1(simulated[bid].genotypes) for locus, bid in locus_blocks.items()}
+        features = {locus: _within_ancestry(block_pc1(simulated[bid].genotypes), subjects.fractions)
+                    for locus, bid in locus_blocks.items()}
         phenotypes = _phenotypes(subjects, features, np.random.default_rng(_seed_sequence(seed, 2)))
 
-        effects = [
-            {"block": locus_blocks[locus], "locus": locus, "phenotype": trait,
-             "beta": float(b * _NOISE_SD[trait]) if trait != "exacerbations" else float(b),
-             "beta_std": float(b), "scale": _SCALE[trait]}
-            for trait, locus, b in _EFFECTS
-        ]
-        strong = [locus_blocks["HLA_DRDQ"], locus_blocks["HLA_DP"]]
-        weak = [locus_blocks[weak_block]]
-        effect_blocks = {e["block"] for e in effects}
-        truth = {
-            "seed": int(seed),
-            "n_subjects": int(n_subjects),
-            "build": "hg19",
-            "n_strata": N_STRATA,
-            "strong_structure_blocks": strong,
-            "weak_structure_blocks": weak,
-            "structure_blocks": strong + weak,
-            "background_blocks": blocks.loc[blocks["locus"] == "", "block_id"].tolist(),
-            "locus_blocks": locus_blocks,
-            "effects": effects,
-            "null_blocks": [b for b in blocks["block_id"] if b not in effect_blocks and b not in strong + weak],
-            "populations": [*SOURCE_POPULATIONS, ADMIXED],
-            # Extras beyond the contract, for readers that want the mechanism.
-            "population_counts": {p: int((subjects.population == p).sum()) for p in [*SOURCE_POPULATIONS, ADMIXED]},
-            "structure_weights": {b: float(weights[k]) for k, b in
-                                  [("HLA_DRDQ", strong[0]), ("HLA_DP", strong[1]), (weak_block, weak[0])]},
-            "effect_feature": "block_pc1: standardized PC1 of the block's standardized genotypes (see simulate.block_pc1)",
-            "eigenvec_source": (f"{sum(blk.panel.shape[1] for blk in simulated.values())} unlinked common SNPs "
-                                "drawn per SNP from the blocks' haplotype pools (LD-pruned-like panel, not written as blocks)"),
-            "demographic_model": f"stdpopsim HomSap {model.id}",
-            "parameters": {
+        truth = _truth(
+            seed=seed, subjects=subjects, blocks=blocks, locus_blocks=locus_blocks, weights=weights,
+            weak_block=weak_block, model_id=model.id, n_panel=sum(blk.panel.shape[1] for blk in simulated.values()),
+            parameters={
                 "max_variants": max_variants, "min_variants": min_variants, "min_maf": min_maf,
-                "missing_rate": missing_rate, "sim_length": sim_length, "pool_factor": pool_factor, "n_pc_snps": n_pc_snps,
-                "lineage_tags": lineage_tags,
-                "population_fractions": fractions,
+                "missing_rate": missing_rate, "sim_length": sim_length, "pool_factor": pool_factor,
+                "n_pc_snps": n_pc_snps, "lineage_tags": lineage_tags, "population_fractions": fractions,
             },
-        }
+        )
         truth_subjects = pd.DataFrame({
             "subject_id": subjects.ids,
             "population": subjects.population,
             "stratum": subjects.stratum,
             **{f"frac_{p}": np.round(subjects.fractions[:, j], 6) for j, p in enumerate(SOURCE_POPULATIONS)},
         })
-        variants = pd.concat([
-            pd.DataFrame({
-                "block_id": bid, "variant_id": [f"{bid}:{i}" for i in range(len(blk.positions))],
-                "chrom": str(row["chrom"]), "pos": blk.positions, "ref": blk.alleles[:, 0], "alt": blk.alleles[:, 1],
-            })
-            for (_, row), (bid, blk) in zip(blocks.iterrows(), simulated.items())
-        ], ignore_index=True)
+        variants = pd.concat(
+            [_variants_table(bid, str(chrom), simulated[bid]) for bid, chrom in zip(blocks["block_id"], blocks["chrom"])],
+            ignore_index=True,
+        )
 
         # Truth and variants first: write_cohort writes the manifest last, which marks the folder finished.
         out_dir.mkdir(parents=True, exist_ok=True)
