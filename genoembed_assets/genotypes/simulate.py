@@ -3,32 +3,39 @@
 Genotypes come from msprime coalescent simulations under the stdpopsim HomSap
 ``AmericanAdmixture_4B18`` demography (AFR, EUR, ASIA; the model's ADMIX
 population is rebuilt per subject, see below). Each LD block is simulated
-independently on a shorter sequence and its variants are mapped into the
-block's real hg19 span, so block ids and coordinates match the LD block map.
+independently on a shorter sequence (span / 25, 20-100 kb) and its variants
+are stretched onto the block's real hg19 span, so block ids and coordinates
+match the LD block map.
 
 Planted truth, written beside the cohort (``truth.json``, ``truth_subjects.tsv``):
 
 * a hidden stratum per subject (k=3, balanced within each population, hence
   independent of ancestry) that shapes haplotype frequencies strongly in the
   HLA class II DR/DQ and DP blocks and weakly in one PDE4D block;
-* phenotype effects carried by the standardized first principal component of
-  named locus blocks (IgE strongest, from HLA DR/DQ), with ancestry confounding
+* phenotype effects carried by the first principal component of named locus
+  blocks (IgE strongest, from HLA DR/DQ), with ancestry confounding
   (population mean shifts), age/sex effects and noise.
 
-Mechanism of the stratum structure: per block, each population gets a pool of
-haplotypes larger than needed. In structure blocks the pooled haplotypes are
-split into 3 groups by k-means on their top principal components after
-centring within population (so a group means the same haplotype direction in
-every population). A subject of stratum ``s`` takes each of its two
-haplotypes from group ``s`` with probability ``w`` and otherwise from the
-whole pool of its (per-haplotype) source population.
+Stratum structure: per block, each population gets a pool of haplotypes
+larger than needed. In structure blocks the pooled haplotypes are split into 3
+groups by k-means on their top principal components after centring within
+population (so a group means the same haplotype direction in every
+population), and each group gets a few lineage-defining variants (a deepened
+stem, as for the old, balancing-selected HLA class II lineages). A subject of
+stratum ``s`` takes each of its two haplotypes from group ``s`` with
+probability ``w`` and otherwise from the whole pool of its (per-haplotype)
+source population.
 
 Admixed subjects get individual admixture fractions (Dirichlet around the
 model's 1/6 AFR, 1/3 EUR, 1/2 ASIA) and draw each block haplotype's source
-population from them: a block (<= 0.1 cM simulated) lies within one ancestry
-tract, and unlinked blocks get independent tracts.
+population from them: a simulated block (about 0.1 cM at most) lies within
+one ancestry tract, and unlinked blocks get independent tracts.
 
-Same seed and parameters give byte-identical block arrays.
+``pcs.eigenvec`` comes from an unlinked panel drawn per SNP from the same
+pools (like genome-wide LD-pruned SNPs), so its PCs are ancestry, not the
+haplotype axes of single blocks.
+
+Same seed, parameters and library versions give byte-identical files.
 """
 
 from __future__ import annotations
