@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         from .genotypes.simulate import simulate_cohort
 
         cohort = simulate_cohort(args.out, n_subjects=args.n_subjects, n_background_blocks=args.n_background_blocks, seed=args.seed)
-        print(f"wrote {cohort}")
+        print(f"wrote {cohort.out_dir} ({cohort.truth['n_subjects']} subjects) in {cohort.elapsed_s:.1f} s; planted truth in {cohort.truth_path}")
         return 0
     if args.command == "demo":
         from .definitions import defs
