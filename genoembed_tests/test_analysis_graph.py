@@ -19,7 +19,7 @@ import statsmodels.api as sm
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from genoembed_assets.analysis import joint_ols_tests
+from genoembed_assets.analysis import joint_ols_tests, short_gene_label
 
 from .conftest import latest_materialization, metadata_value
 
@@ -70,6 +70,12 @@ def test_joint_ols_test_matches_statsmodels_f_test():
     assert row["df"] == df == 3
     assert np.isclose(row["p"], p, rtol=1e-8)
     assert np.isclose(row["effect"], (null.ssr - full.ssr) / null.ssr)
+
+
+def test_gene_labels_put_named_loci_first():
+    # Phase 2 stores every overlapping gene, in genomic order; figure labels stay short
+    assert short_gene_label("AIF1,PRRC2A,HLA-DRA,HLA-DRB1,BAG6") == "HLA-DRA, HLA-DRB1, AIF1, PRRC2A +1"
+    assert short_gene_label(["PDE4D"]) == "PDE4D" and short_gene_label("") == ""
 
 
 # --------------------------------------------------------------------------- the demo cohort

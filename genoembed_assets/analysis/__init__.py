@@ -44,7 +44,7 @@ from .geometry import embedding_geometry
 from .leave_region_out import DEFAULT_REGIONS, leave_region_out
 from .locus import validate_locus
 from .preview import png_preview_markdown
-from .regions import MHC_HG19, Region, block_genes, blocks_in_regions, resolve_region
+from .regions import MHC_HG19, Region, block_genes, blocks_in_regions, resolve_region, short_gene_label
 from .sparse_kmeans import SparseKMeans
 from .summary import findings_summary
 
@@ -89,5 +89,6 @@ __all__ = [
     "png_preview_markdown",
     "residualize",
     "resolve_region",
+    "short_gene_label",
     "validate_locus",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "read_gene_list",
     "read_loci",
     "resolve_region",
+    "short_gene_label",
 ]
 
 #: The MHC as defined by the GRC (hg19), the default region left out.
@@ -116,8 +117,24 @@ def blocks_in_regions(blocks: pd.DataFrame, regions: str | Sequence[str], build:
     return blocks.loc[hit, "block_id"].astype(str).tolist()
 
 
+def short_gene_label(genes: Sequence[str] | str, max_genes: int = 4) -> str:
+    """Up to ``max_genes`` names for a figure label, genes named in ``asthma_loci.tsv`` first.
+
+    ``genes`` is a list or a comma-separated string (as Phase 2's importance table
+    stores it); the rest are counted as ``+k``. A block of the MHC class II region
+    thus reads ``HLA-DRA, HLA-DRB1, ... +70`` instead of its first genes by position.
+    """
+    names = [g.strip() for g in (genes.split(",") if isinstance(genes, str) else genes) if g and g.strip()]
+    names = list(dict.fromkeys(names))
+    known = set(read_loci()["gene"].astype(str))
+    ordered = [g for g in names if g in known] + [g for g in names if g not in known]
+    shown = ordered[:max_genes]
+    more = len(ordered) - len(shown)
+    return ", ".join(shown) + (f" +{more}" if more > 0 else "")
+
+
 def block_genes(blocks: pd.DataFrame, build: str = "hg19", max_genes: int = 4) -> dict[str, str]:
-    """Block ID -> comma-separated names of up to ``max_genes`` genes it overlaps."""
+    """Block ID -> a short label of the genes it overlaps (see :func:`short_gene_label`)."""
     genes = read_gene_list(build)
     out = {}
     by_chrom = {c: g for c, g in genes.groupby("chrom")}
@@ -126,8 +143,6 @@ def block_genes(blocks: pd.DataFrame, build: str = "hg19", max_genes: int = 4) -
         if g is None:
             out[str(row.block_id)] = ""
             continue
-        inside = g[(g["start"] < row.end) & (g["end"] > row.start)]["gene"].drop_duplicates()
-        names = inside.head(max_genes).tolist()
-        more = len(inside) - len(names)
-        out[str(row.block_id)] = ", ".join(names) + (f" +{more}" if more > 0 else "")
+        inside = g[(g["start"] < row.end) & (g["end"] > row.start)]["gene"]
+        out[str(row.block_id)] = short_gene_label(inside.tolist(), max_genes)
     return out

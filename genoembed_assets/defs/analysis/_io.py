@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from ... import storage as atomic
-from ...analysis import AnalysisResult, block_genes, png_preview_markdown
+from ...analysis import AnalysisResult, block_genes, png_preview_markdown, short_gene_label
 from ...genotypes import layout
 from ..resources import GenoembedStorage
 
@@ -69,7 +69,7 @@ def phenotype_table(storage: GenoembedStorage, cohort: str) -> pd.DataFrame:
 
 
 def block_annotation(storage: GenoembedStorage, cohort: str, blocks: pd.DataFrame) -> pd.DataFrame:
-    """``block_id, genes, importance_rank``: Phase 2's table when present, else genes from the gene list."""
+    """``block_id, genes, importance_rank``; genes is a short label (Phase 2's list when present, else the gene list)."""
     path = storage.phase2_dir(cohort) / "block_importance.parquet"
     genes = block_genes(blocks, cohort_build(storage, cohort))
     out = pd.DataFrame({"block_id": blocks["block_id"].astype(str)})
@@ -78,7 +78,7 @@ def block_annotation(storage: GenoembedStorage, cohort: str, blocks: pd.DataFram
     if path.exists():
         importance = pd.read_parquet(path).set_index("block_id")
         if "genes" in importance.columns:
-            given = out["block_id"].map(importance["genes"]).fillna("").astype(str)
+            given = out["block_id"].map(importance["genes"]).fillna("").astype(str).map(short_gene_label)
             out["genes"] = given.where(given != "", out["genes"])
         if "rank" in importance.columns:
             out["importance_rank"] = out["block_id"].map(importance["rank"])
