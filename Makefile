@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test,deploy]"
 	touch $@
 
-# Debian tools the tests compare against or start (bcftools, PostgreSQL, chromium).
+# Debian packages the tests start: PostgreSQL and chromium (installed only when missing).
 system-deps:
 	@bash .ci/system-deps.sh
 

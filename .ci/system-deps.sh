@@ -2,9 +2,6 @@
 # Installs the Debian tools that tests use, only when one is missing.
 set -euo pipefail
 need=()
-command -v bcftools >/dev/null || need+=(bcftools)
-command -v plink1.9 >/dev/null || need+=(plink1.9)
-command -v bgzip >/dev/null || need+=(tabix)
 # PostgreSQL server for test_postgres.py (started as the postgres user on a temp dir)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # headless browser for test_ui_browser.py (Playwright drives /usr/bin/chromium)
