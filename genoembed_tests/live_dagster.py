@@ -238,7 +238,7 @@ def _start_session(request) -> LiveSession:
     base = request.getfixturevalue("tmp_path_factory").mktemp("live")
     home, results, sources, watched = base / "home", base / "results", base / "sources", base / "watched"
     shutil.copytree(demo.instance.root_directory, home, ignore=shutil.ignore_patterns("*.lock", ".logs_queue"))
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 4\n")
     results.mkdir()
     (results / demo.cohort).symlink_to(demo.results, target_is_directory=True)
     watched.mkdir()

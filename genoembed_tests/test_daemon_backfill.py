@@ -26,6 +26,17 @@ def live(request) -> LiveSession:
     return live_session(request)
 
 
+@pytest.fixture(scope="module")
+def backfills(live) -> dict[str, str]:
+    """Both backfills launched together, so the daemon's polling delays overlap.
+
+    The fault test runs first (it must catch its run mid-training); the basic one
+    is usually finished by the time its test looks.
+    """
+    asset = block_asset()
+    return {cohort: live.dagster.launch_backfill(asset, keys_of(live, cohort)) for cohort in ("bf_fault", "bf_basic")}
+
+
 def block_asset() -> str:
     """The Phase 1 training asset once it exists, else the block QC asset."""
     from genoembed_assets.defs.automation.cohorts import graph_stages
@@ -73,20 +84,6 @@ def assert_artifacts_load(live: LiveSession, cohort: str) -> int:
     return n
 
 
-def test_backfill_from_the_asset_runs_in_as_few_runs_as_the_policy_allows(live):
-    asset = block_asset()
-    keys = keys_of(live, "bf_basic")
-    assert len(keys) >= 8
-    backfill_id = live.dagster.launch_backfill(asset, keys)
-    status = live.dagster.wait_backfill(backfill_id, timeout=360)
-    runs = backfill_runs(live, backfill_id)
-    assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, (status, runs, live.dagster.log_tail())
-    assert materialized(live, asset, keys) == set(keys)
-    assert len(runs) == math.ceil(len(keys) / max_per_run(asset))
-    assert all(r["status"] == "SUCCESS" for r in runs)
-    assert_artifacts_load(live, "bf_basic")
-
-
 def phase1_done_blocks(live: LiveSession, cohort: str) -> dict[str, float]:
     """Blocks whose Phase 1 artifacts are complete, with the embedding file's mtime."""
     base = live.results_root / cohort / "phase1"
@@ -98,11 +95,11 @@ def phase1_done_blocks(live: LiveSession, cohort: str) -> dict[str, float]:
     return done
 
 
-def test_killed_backfill_run_then_retry_of_failed_keys_completes(live):
+def test_killed_backfill_run_then_retry_of_failed_keys_completes(live, backfills):
     asset = block_asset()
     cohort = "bf_fault"
     keys = keys_of(live, cohort)
-    backfill_id = live.dagster.launch_backfill(asset, keys)
+    backfill_id = backfills[cohort]
 
     def started_run():
         runs = backfill_runs(live, backfill_id)
@@ -110,7 +107,7 @@ def test_killed_backfill_run_then_retry_of_failed_keys_completes(live):
 
     run = wait_for("the backfill's run to start", started_run, timeout=240, interval=1)
     if asset == PHASE1:  # let some blocks finish training first
-        wait_for("a first trained block", lambda: phase1_done_blocks(live, cohort), timeout=240, interval=0.5)
+        wait_for("a first trained block", lambda: phase1_done_blocks(live, cohort), timeout=900, interval=0.5)
     assert live.dagster.terminate_run(run["runId"]) == "TerminateRunSuccess"
     status = live.dagster.wait_backfill(backfill_id, timeout=240)
     first_runs = backfill_runs(live, backfill_id)
@@ -132,3 +129,17 @@ def test_killed_backfill_run_then_retry_of_failed_keys_completes(live):
         assert set(after) == set(live.cohorts[cohort])
         # blocks trained before the kill were not trained again
         assert {b: after[b] for b in finished_blocks} == finished_blocks
+
+
+def test_backfill_from_the_asset_runs_in_as_few_runs_as_the_policy_allows(live, backfills):
+    asset = block_asset()
+    keys = keys_of(live, "bf_basic")
+    assert len(keys) >= 8
+    backfill_id = backfills["bf_basic"]
+    status = live.dagster.wait_backfill(backfill_id, timeout=360)
+    runs = backfill_runs(live, backfill_id)
+    assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, (status, runs, live.dagster.log_tail())
+    assert materialized(live, asset, keys) == set(keys)
+    assert len(runs) == math.ceil(len(keys) / max_per_run(asset))
+    assert all(r["status"] == "SUCCESS" for r in runs)
+    assert_artifacts_load(live, "bf_basic")
