@@ -127,8 +127,13 @@ def test_killed_backfill_run_then_retry_of_failed_keys_completes(live, backfills
     if asset == PHASE1:
         after = phase1_done_blocks(live, cohort)
         assert set(after) == set(live.cohorts[cohort])
-        # blocks trained before the kill were not trained again
+        # blocks trained before the kill were not trained again: same files, and the run says so
         assert {b: after[b] for b in finished_blocks} == finished_blocks
+        with live.instance() as instance:
+            record = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[keys[0]]), limit=1).records[0]
+        skipped = record.asset_materialization.metadata["skipped_blocks"].value
+        assert set(finished_blocks) <= set(skipped)
 
 
 def test_backfill_from_the_asset_runs_in_as_few_runs_as_the_policy_allows(live, backfills):
