@@ -67,7 +67,8 @@ def materialize_cohort(
         from .definitions import defs as default_defs
 
         defs = default_defs
-    storage = (resources or {}).get("storage") or defs.resources["storage"]
+    resources = {**defs.resources, **(resources or {})}
+    storage = resources["storage"]
     scan = scan_cohort(storage.source_dir(cohort))
     new = register_cohort(instance, cohort, list(scan.blocks["block_id"]))
     log(f"cohort {cohort!r}: {scan.format} layout, {scan.n_subjects} subjects, {len(scan.blocks)} blocks ({len(new)} new block keys)")

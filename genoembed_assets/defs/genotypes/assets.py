@@ -69,6 +69,7 @@ def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storag
             "format": report.format,
             "build": report.build,
             "n_variants_in": report.n_variants_in,
+            "fingerprint": report.fingerprint,
             "source": dg.MetadataValue.path(str(source)),
             "path": dg.MetadataValue.path(str(out)),
             "n_subjects": n_subjects,

@@ -9,6 +9,7 @@ same input file and configuration is not retrained (resume after a killed run).
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -32,9 +33,13 @@ PHASE1_CHECKS = [
 
 
 class BlockEmbeddingConfig(dg.Config):
-    """Phase 1 settings: a named preset, with any field overridden."""
+    """Phase 1 settings: a named preset, with any field overridden.
 
-    preset: str = "balanced"
+    ``preset`` left empty takes ``$GENOEMBED_PHASE1_PRESET`` (default ``balanced``), so
+    daemon and UI backfills, which carry no run config, follow the deployment's choice.
+    """
+
+    preset: Optional[str] = None
     latent_size: Optional[int] = None
     hidden_widths: Optional[list[int]] = None
     beta: Optional[float] = None
@@ -47,14 +52,18 @@ class BlockEmbeddingConfig(dg.Config):
     batch_size: Optional[int] = None
     seed: Optional[int] = None
 
+    @property
+    def preset_name(self) -> str:
+        return self.preset or os.environ.get("GENOEMBED_PHASE1_PRESET", "balanced")
+
     def to_model_config(self) -> BlockVAEConfig:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown Phase 1 preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.preset_name not in PRESETS:
+            raise ValueError(f"unknown Phase 1 preset {self.preset_name!r}; choose one of {sorted(PRESETS)}")
         overrides = {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
         if "hidden_widths" in overrides:
             overrides["hidden_widths"] = tuple(overrides["hidden_widths"])
         # BlockVAEConfig validates in __post_init__: a bad value fails here, before training
-        return dataclasses.replace(PRESETS[self.preset], **overrides)
+        return dataclasses.replace(PRESETS[self.preset_name], **overrides)
 
 
 def _fingerprint(block_file: Path, config: BlockVAEConfig) -> str:
@@ -93,7 +102,7 @@ def block_embeddings(
     model_config = config.to_model_config()
     device = compute.torch_device()
     keys = run_partition_keys(context)
-    context.log.info(f"Phase 1 on {device}: {len(keys)} block partition(s), preset {config.preset!r}")
+    context.log.info(f"Phase 1 on {device}: {len(keys)} block partition(s), preset {config.preset_name!r}")
     rows, skipped, absent = [], [], []
     start = time.perf_counter()
     for cohort, blocks in group_by_cohort(keys).items():

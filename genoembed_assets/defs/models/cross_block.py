@@ -4,6 +4,7 @@ Depends on every block partition of its cohort. Block embeddings are streamed
 from the per-block files (memory-mapped), never gathered through an IO manager.
 """
 
+import os
 from typing import Optional
 
 import dagster as dg
@@ -24,9 +25,12 @@ MIN_RANK_STABILITY = 0.5
 
 
 class CrossBlockAssetConfig(dg.Config):
-    """Phase 2 settings: a named preset, with any field overridden."""
+    """Phase 2 settings: a named preset, with any field overridden.
 
-    preset: str = "balanced"
+    ``preset`` left empty takes ``$GENOEMBED_PHASE2_PRESET`` (default ``balanced``).
+    """
+
+    preset: Optional[str] = None
     width: Optional[int] = None
     layers: Optional[int] = None
     heads: Optional[int] = None
@@ -34,12 +38,13 @@ class CrossBlockAssetConfig(dg.Config):
     seeds: Optional[list[int]] = None
 
     def to_model_config(self):
-        if self.preset not in CROSS_BLOCK_PRESETS:
-            raise ValueError(f"unknown Phase 2 preset {self.preset!r}; choose one of {sorted(CROSS_BLOCK_PRESETS)}")
+        preset = self.preset or os.environ.get("GENOEMBED_PHASE2_PRESET", "balanced")
+        if preset not in CROSS_BLOCK_PRESETS:
+            raise ValueError(f"unknown Phase 2 preset {preset!r}; choose one of {sorted(CROSS_BLOCK_PRESETS)}")
         overrides = {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
         if "seeds" in overrides:
             overrides["seeds"] = tuple(overrides["seeds"])
-        return CROSS_BLOCK_PRESETS[self.preset].with_overrides(**overrides)
+        return CROSS_BLOCK_PRESETS[preset].with_overrides(**overrides)
 
 
 def _build(storage: GenoembedStorage, cohort: str) -> str:
