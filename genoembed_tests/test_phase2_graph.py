@@ -75,6 +75,22 @@ def test_missing_block_named_in_error(demo_pipeline, tmp_path):
     storage = GenoembedStorage(cohorts_root=demo_pipeline.storage.cohorts_root, results_root=str(copy))
     with pytest.raises(CohortInputError, match=rf"missing for 1 of \d+ block\(s\): {victim}"):
         open_phase1_store(storage, "demo")
+    # the same through Dagster: the Phase 2 step fails with that message, before any training
+    from genoembed_assets.definitions import defs
+    from genoembed_assets.defs.resources import ComputeResource
+
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        instance.add_dynamic_partitions("cohorts", ["demo"])
+        result = dg.materialize(list(defs.assets), instance=instance, partition_key="demo", raise_on_error=False,
+                                selection=["subject_embeddings", "block_importance"],
+                                resources={"storage": storage, "compute": ComputeResource(device="cpu")})
+    assert not result.success
+    error, text = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error, ""
+    while error is not None:  # the user's message is the cause of Dagster's step error
+        text, error = text + error.message, error.cause
+    assert victim in text and "Materialize block_embeddings" in text
+    assert not (copy / "demo" / "phase2").exists()
     # a block file that exists but is truncated is named too
     shutil.copytree(demo_pipeline.results / "phase1" / victim, copy / "demo" / "phase1" / victim)
     (copy / "demo" / "phase1" / victim / "embedding.npy").write_bytes(b"\x93NUMPY garbage")
