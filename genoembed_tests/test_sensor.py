@@ -58,7 +58,13 @@ def env(tmp_path):
     (tmp_path / "cohorts").mkdir()
     (tmp_path / "home").mkdir()
     resources = {"storage": storage, "compute": ComputeResource(device="cpu")}
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+    # Dagster keeps the "current" definitions-state storage (used only by components) in a
+    # context variable; a storage whose instance was garbage-collected can linger there and break
+    # Definitions built inside a test ("undefined DagsterInstance weakref", order-dependent).
+    # Nothing here uses definitions state, so pin none.
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance, set_defs_state_storage(None):
         yield Env(defs, instance, storage, resources, Path(storage.cohorts_root))
 
 
