@@ -89,7 +89,7 @@ def materialize_cohort(
         )
         seconds = time.perf_counter() - start
         if not result.success:
-            raise PipelineError(f"stage '{name}' failed for cohort {cohort!r}: {_first_failure(result)}")
+            raise PipelineError(f"stage '{name}' failed for cohort {cohort!r}: {failure_message(result)}")
         failed = [
             f"{e.asset_key.to_user_string()}:{e.check_name}: {_message(e)}"
             for e in result.get_asset_check_evaluations()
@@ -125,12 +125,13 @@ def _message(evaluation) -> str:
     return getattr(entry, "value", entry) or "failed"
 
 
-def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step and its error chain's messages (the user's message is the innermost cause)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            cause = err
-            while cause.cause is not None:
-                cause = cause.cause
-            return f"step {event.step_key}: {cause.message.strip()}"
+            err, parts = event.step_failure_data.error, []
+            while err is not None:
+                parts.append(err.message.strip())
+                err = err.cause
+            return f"step {event.step_key}: " + " <- ".join(parts)
     return "see the run's event log"

@@ -13,6 +13,7 @@ import torch
 from genoembed_assets.defs.partitions import BLOCKS, multi_key
 from genoembed_assets.defs.resources import ComputeResource, GenoembedStorage
 from genoembed_assets.models import PRESETS, load_block_model
+from genoembed_assets.runner import failure_message
 
 from .conftest import latest_materialization, metadata_value
 
@@ -108,17 +109,6 @@ def _materialize_blocks(small_graph, config: dict):
     )
 
 
-def _failure_message(result) -> str:
-    failures = [e for e in result.all_events if e.is_step_failure]
-    assert failures, "expected a failed step"
-    err = failures[0].step_failure_data.error
-    text = ""
-    while err is not None:
-        text += err.message
-        err = err.cause
-    return text
-
-
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -131,7 +121,7 @@ def test_bad_config_fails_before_training(small_graph, config, message):
     _, storage, _ = small_graph
     result = _materialize_blocks(small_graph, config)
     assert not result.success
-    assert message in _failure_message(result)
+    assert message in failure_message(result)
     assert not storage.phase1_dir("small").exists()  # nothing trained, nothing written
 
 

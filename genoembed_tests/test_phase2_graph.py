@@ -86,9 +86,9 @@ def test_missing_block_named_in_error(demo_pipeline, tmp_path):
                                 selection=["subject_embeddings", "block_importance"],
                                 resources={"storage": storage, "compute": ComputeResource(device="cpu")})
     assert not result.success
-    error, text = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error, ""
-    while error is not None:  # the user's message is the cause of Dagster's step error
-        text, error = text + error.message, error.cause
+    from genoembed_assets.runner import failure_message
+
+    text = failure_message(result)
     assert victim in text and "Materialize block_embeddings" in text
     assert not (copy / "demo" / "phase2").exists()
     # a block file that exists but is truncated is named too
