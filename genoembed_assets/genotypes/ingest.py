@@ -2,7 +2,9 @@
 
 ``detect_format`` names a folder's format, ``scan_cohort`` summarises it
 cheaply (for a sensor), ``ingest_cohort`` validates, filters and writes the
-normalised layout, and ``load_or_compute_pcs`` returns ancestry PCs.
+normalised layout, and ``load_or_compute_pcs`` returns ancestry PCs. Opening
+a folder (readers per format) lives in :mod:`.sources`, block assignment and
+sub-block splitting in :mod:`.assign`; ``detect_format`` is re-exported here.
 
 Policies:
 
@@ -34,32 +36,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .. import paths, storage
-from .blockmap import assign_blocks, chrom_sort_key, normalize_chrom, read_block_map
+from .. import storage
 from .errors import CohortInputError
-from .layout import (
-    MANIFEST,
-    PHENOTYPES,
-    SUBJECTS,
-    BlockArray,
-    find_eigenvec,
-    load_block,
-    read_cohort_settings,
-    read_eigenvec,
-    read_manifest,
-    read_phenotypes,
-    read_subjects,
-    write_cohort,
-)
+from .layout import PHENOTYPES, BlockArray, find_eigenvec, read_eigenvec, read_phenotypes, write_cohort
 from .pcs import genotype_pcs
-from .plink import PlinkFileset, open_plink
 from .qc import block_qc, filter_variants
-from .vcf import VCF_SUFFIXES, VcfSet, iter_dosages, open_vcfs
+from .sources import VARIANT_COLUMNS, VARIANTS, Format, Source, detect_format
+from .sources import open_source as _open_source
 
 __all__ = [
     "CohortScan",
@@ -71,11 +59,7 @@ __all__ = [
     "scan_cohort",
 ]
 
-Format = Literal["original", "plink", "vcf"]
-VARIANTS = "variants.parquet"
 QC = "qc.json"
-DEFAULT_BUILD = "hg19"
-VARIANT_COLUMNS = ["block_id", "chrom", "pos", "id", "ref", "alt", "source_index"]
 
 
 @dataclass(frozen=True)
@@ -143,49 +127,6 @@ class IngestReport:
         }
 
 
-# ---------------------------------------------------------------- format detection
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def _vcf_files(folder: Path) -> list[Path]:
-    return [p for p in _visible_files(folder) if p.name.lower().endswith(VCF_SUFFIXES)]
-
-
-def detect_format(folder: str | Path) -> Format:
-    """Which input format a cohort folder holds: 'original', 'plink' or 'vcf'.
-
-    Raises
-    ------
-    CohortInputError
-        The folder is missing or empty, holds none of the formats (the message
-        lists what it found), or holds more than one.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CohortInputError(folder, "cohort folder does not exist")
-    files = _visible_files(folder)
-    if not files:
-        raise CohortInputError(folder, "empty cohort folder: expected manifest.tsv + blocks/, a PLINK "
-                               ".bed/.bim/.fam fileset, or VCF/BCF files")
-    found: list[Format] = []
-    if (folder / MANIFEST).exists():
-        found.append("original")
-    if any(p.suffix.lower() == ".bed" for p in files):
-        found.append("plink")
-    if _vcf_files(folder):
-        found.append("vcf")
-    if not found:
-        names = ", ".join(p.name for p in files[:10])
-        raise CohortInputError(folder, f"unrecognised cohort content ({names}); expected manifest.tsv + blocks/, "
-                               "a PLINK .bed/.bim/.fam fileset, or .vcf/.vcf.gz/.bcf files")
-    if len(found) > 1:
-        raise CohortInputError(folder, f"several genotype formats in one folder ({', '.join(found)}); keep one")
-    return found[0]
-
-
 def fingerprint(folder: str | Path) -> str:
     """SHA-256 of every non-hidden file's relative path, size and mtime_ns (no contents read)."""
     folder = Path(folder)
@@ -199,224 +140,6 @@ def fingerprint(folder: str | Path) -> str:
             st = path.stat()
             digest.update(f"{path.relative_to(folder).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------- sources
-
-
-@dataclass
-class _Source:
-    """A cohort opened for reading, in any format (internal).
-
-    ``variants`` (PLINK/VCF only) holds the variants that went into blocks, in
-    genomic order: ``block_id, chrom, pos, id, ref, alt, source_index``.
-    """
-
-    folder: Path
-    format: Format
-    build: str
-    settings: dict
-    path: Path  # the file genotype errors name
-    subjects: pd.DataFrame  # subject_id (+ fid)
-    blocks: pd.DataFrame
-    skipped: dict
-    variants: pd.DataFrame | None = None
-    plink: PlinkFileset | None = None
-    vcfs: VcfSet | None = None
-
-    def iter_blocks(self, *, mmap: bool = False) -> Iterator[tuple[pd.Series, np.ndarray, pd.DataFrame]]:
-        """Yield ``(block row, int8 genotypes, variants of the block)`` in genomic order."""
-        if self.format == "original":
-            yield from self._iter_original(mmap)
-        elif self.format == "plink":
-            for (_, row), (_, var) in zip(self.blocks.iterrows(), self.variants.groupby("block_id", sort=False)):
-                yield row, self.plink.read(var["source_index"].to_numpy()), var.drop(columns="_col")
-        else:
-            yield from self._iter_vcf()
-
-    def _iter_original(self, mmap: bool):
-        known = _read_known_variants(self.folder, self.blocks)
-        n = len(self.subjects)
-        for _, row in self.blocks.iterrows():
-            g = load_block(self.folder, row, n, mmap=mmap)
-            var = known.get(row["block_id"])
-            if var is None:
-                var = pd.DataFrame({"block_id": row["block_id"], "chrom": row["chrom"],
-                                    "pos": pd.array([pd.NA] * g.shape[1], dtype="Int64"),
-                                    "id": "", "ref": "", "alt": "", "source_index": np.arange(g.shape[1])})
-            yield row, g, var
-
-    def _iter_vcf(self):
-        # Records stream in file order; each goes to its block's buffer, and a
-        # block is emitted once all its variants arrived. For sorted input that
-        # holds one block at a time.
-        var = self.variants
-        wanted = np.zeros(len(self.vcfs.sites), dtype=bool)
-        wanted[var["source_index"].to_numpy()] = True
-        where = dict(zip(var["source_index"].to_numpy(), zip(var["block_id"], var["_col"])))
-        groups = {b: v for b, v in var.groupby("block_id", sort=False)}
-        rows = {r["block_id"]: r for _, r in self.blocks.iterrows()}
-        buffers: dict[str, np.ndarray] = {}
-        filled: dict[str, int] = {}
-        n = len(self.subjects)
-        pending = list(self.blocks["block_id"])
-        ready: dict[str, np.ndarray] = {}
-        stream = iter_dosages(self.vcfs, wanted)
-        site = -1
-        while True:
-            try:
-                site, dose = next(stream)
-            except StopIteration:
-                break
-            except CohortInputError:
-                raise
-            except Exception as exc:  # htslib errors surface as bare Exceptions
-                lines = self.vcfs.sites["line"]
-                at = lines.iloc[min(site + 1, len(lines) - 1)]
-                raise CohortInputError(self.path, f"cannot read genotypes ({exc})",
-                                       where=f"near {self.vcfs.line_unit} {at}") from None
-            b, col = where[site]
-            if b not in buffers:
-                buffers[b] = np.empty((n, len(groups[b])), dtype=np.int8)
-                filled[b] = 0
-            buffers[b][:, col] = dose
-            filled[b] += 1
-            if filled[b] == buffers[b].shape[1]:
-                ready[b] = buffers.pop(b)
-                # emit in genomic order, as soon as the next block is complete
-                while pending and pending[0] in ready:
-                    done = pending.pop(0)
-                    yield rows[done], ready.pop(done), groups[done].drop(columns="_col")
-        if pending:  # the files changed between the scan and this read
-            raise CohortInputError(self.path, f"block {pending[0]} is incomplete: the VCF changed while it was read")
-
-
-def _read_known_variants(folder: Path, blocks: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """An earlier ingest's variants.parquet, when it matches the manifest."""
-    path = folder / VARIANTS
-    if not path.exists():
-        return {}
-    try:
-        table = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise CohortInputError(path, f"not a readable Parquet table ({exc})") from None
-    if not set(VARIANT_COLUMNS) <= set(table.columns):
-        return {}
-    known = {b: v.reset_index(drop=True) for b, v in table[VARIANT_COLUMNS].groupby("block_id", sort=False)}
-    expected = dict(zip(blocks["block_id"], blocks["n_snps"]))
-    if {b: len(v) for b, v in known.items()} != expected:
-        return {}  # stale: positions would not line up with the matrices
-    return known
-
-
-def _build(folder: Path, settings: dict) -> str:
-    build = str(settings.get("build", DEFAULT_BUILD))
-    if build not in paths.BLOCK_MAPS:
-        raise CohortInputError(folder / "cohort.json", f"unknown genome build {build!r}; expected one of "
-                               f"{sorted(paths.BLOCK_MAPS)}", where="key 'build'")
-    return build
-
-
-def _open_source(folder: Path, max_variants_per_block: int) -> _Source:
-    fmt = detect_format(folder)
-    settings = read_cohort_settings(folder)
-    build = _build(folder, settings)
-    common = dict(folder=folder, format=fmt, build=build, settings=settings)
-    if fmt == "original":
-        manifest = read_manifest(folder)
-        subject_ids = read_subjects(folder)
-        subjects = pd.read_csv(folder / SUBJECTS, sep="\t", dtype=str, keep_default_na=False)
-        subjects = pd.DataFrame({"subject_id": subject_ids}) if "fid" not in subjects else \
-            pd.DataFrame({"subject_id": subject_ids, "fid": subjects["fid"].to_numpy()})
-        return _Source(**common, path=folder / MANIFEST, subjects=subjects,
-                       blocks=manifest[["block_id", "chrom", "start", "end", "n_snps", "file"]], skipped={})
-    block_map = read_block_map(paths.block_map_path(build))
-    if fmt == "plink":
-        beds = [p for p in _visible_files(folder) if p.suffix.lower() == ".bed"]
-        if len(beds) > 1:
-            raise CohortInputError(folder, f"several .bed files ({[p.name for p in beds]}); keep one fileset")
-        plink = open_plink(beds[0])
-        bim = plink.variants
-        sites = pd.DataFrame({"chrom": bim["chrom"], "pos": bim["pos"], "id": bim["id"], "ref": bim["ref"],
-                              "alt": bim["alt"], "status": "ok", "line": np.arange(1, len(bim) + 1)})
-        variants, blocks, skipped = _assign(sites, block_map, max_variants_per_block,
-                                           plink.bed.with_suffix(".bim"))
-        return _Source(**common, path=plink.bed, subjects=plink.subjects, blocks=blocks, skipped=skipped,
-                       variants=variants, plink=plink)
-    files = _vcf_files(folder)
-    vcfs = open_vcfs(files)
-    label = files[0] if len(files) == 1 else folder
-    variants, blocks, skipped = _assign(vcfs.sites, block_map, max_variants_per_block, label, vcfs.line_unit)
-    return _Source(**common, path=label, subjects=pd.DataFrame({"subject_id": vcfs.samples}), blocks=blocks,
-                   skipped=skipped, variants=variants, vcfs=vcfs)
-
-
-def _assign(sites: pd.DataFrame, block_map: pd.DataFrame, max_variants: int, path: Path, unit: str = "line"):
-    """Map sites to blocks; return (variants in genomic order, blocks, skipped counts).
-
-    ``unit`` says what ``sites['line']`` counts ('line' or, for BCF, 'record').
-    """
-    skipped: dict = {}
-    for status in ("multiallelic", "no_alt"):
-        n_status = int((sites["status"] == status).sum())
-        if n_status:
-            skipped[status] = n_status
-    ok = sites["status"].to_numpy() == "ok"
-    raw = sites["chrom"].astype(str)
-    mapping = {c: normalize_chrom(c) for c in raw.unique()}
-    chrom = raw.map(mapping)
-    unknown = ok & chrom.isna().to_numpy()
-    if unknown.any():
-        skipped["unknown_contig"] = {str(k): int(v) for k, v in raw[unknown].value_counts().items()}
-    usable = ok & ~unknown
-    if not usable.any():
-        first = sites.iloc[int(np.flatnonzero(ok)[0])] if ok.any() else sites.iloc[0] if len(sites) else None
-        if first is None:
-            raise CohortInputError(path, "no variant records found")
-        if not ok.any():
-            raise CohortInputError(path, f"no usable variant: all {len(sites)} records skipped {skipped}",
-                                   where=f"{unit} {first['line']}")
-        raise CohortInputError(path, f"no variant on a chromosome we can map: contig {first['chrom']!r} "
-                               "(expected 1-22 or X, with or without 'chr'; PLINK codes 23/25 for X)",
-                               where=f"{unit} {first['line']} (variant {first['id'] or first['pos']})")
-    idx = np.flatnonzero(usable)
-    c = chrom.to_numpy()[idx].astype(str)
-    pos = sites["pos"].to_numpy()[idx]
-    order = np.lexsort((pos, np.array([chrom_sort_key(x) for x in c])))
-    idx, c, pos = idx[order], c[order], pos[order]
-    ids = assign_blocks(c, pos, block_map, max_variants=max_variants)
-    inside = ids != ""
-    if (~inside).any():
-        skipped["outside_blocks"] = int((~inside).sum())
-    if not inside.any():
-        raise CohortInputError(path, f"none of the {len(idx)} usable variants falls inside a block of the map "
-                               f"(is the genome build right?)", where=f"{unit} {sites['line'].iloc[idx[0]]}")
-    sel = idx[inside]
-    variants = pd.DataFrame({
-        "block_id": ids[inside].astype(str), "chrom": c[inside], "pos": pos[inside],
-        "id": sites["id"].to_numpy()[sel], "ref": sites["ref"].to_numpy()[sel],
-        "alt": sites["alt"].to_numpy()[sel], "source_index": sel,
-    })
-    variants["_col"] = variants.groupby("block_id", sort=False).cumcount()
-    return variants, _block_table(variants, block_map), skipped
-
-
-def _block_table(variants: pd.DataFrame, block_map: pd.DataFrame) -> pd.DataFrame:
-    """One row per (sub-)block; sub-blocks tile their parent block contiguously."""
-    spans = block_map.set_index("block_id")
-    rows = []
-    grouped = list(variants.groupby("block_id", sort=False))
-    for i, (b, v) in enumerate(grouped):
-        parent, _, sub = b.partition("_s")
-        start, end = int(spans.at[parent, "start"]), int(spans.at[parent, "end"])
-        if sub:
-            if sub != "1":
-                start = int(v["pos"].iloc[0])
-            nxt = grouped[i + 1] if i + 1 < len(grouped) else None
-            if nxt is not None and nxt[0].partition("_s")[0] == parent:
-                end = int(nxt[1]["pos"].iloc[0])
-        rows.append((b, v["chrom"].iloc[0], start, end, len(v)))
-    return pd.DataFrame(rows, columns=["block_id", "chrom", "start", "end", "n_snps"])
 
 
 # ---------------------------------------------------------------- public API
@@ -448,7 +171,7 @@ def scan_cohort(folder: str | Path, *, max_variants_per_block: int = 2000) -> Co
                       fingerprint=fingerprint(folder), skipped=src.skipped)
 
 
-def _tables(src: _Source, log: Callable[[str], object]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def _tables(src: Source, log: Callable[[str], object]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     ids = list(src.subjects["subject_id"])
     pheno_path = src.folder / PHENOTYPES
     phenotypes = read_phenotypes(pheno_path, ids) if pheno_path.exists() else None
