@@ -17,6 +17,7 @@ from sklearn.model_selection import cross_val_score
 from threadpoolctl import threadpool_limits
 
 from genoembed_assets.genotypes import simulate as sim
+from genoembed_assets.genotypes.simulate.pca import standardize
 from genoembed_assets.genotypes.layout import (
     load_block,
     read_cohort_settings,
@@ -59,7 +60,7 @@ def _block(cohort: sim.SimulatedCohort, block_id: str) -> np.ndarray:
 
 
 def _block_pcs(genotypes: np.ndarray, k: int = 10) -> np.ndarray:
-    x = sim._standardize(genotypes)
+    x = standardize(genotypes)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     return u[:, :k] * s[:k]
 
