@@ -29,7 +29,7 @@ from .association import (
 from .checks import CheckOutcome, check_all_finite, check_cluster_sizes, check_phenotypes_tested, check_pvalues_vary
 from .clusters import DEFAULT_K_RANGE, StabilityKMeans, cluster_subjects
 from .drivers import block_drivers
-from .features import AnalysisResult, align_subjects, block_pc1_features, eta_squared, residualize
+from .features import AnalysisResult, align_subjects, block_pc1_features, eta_squared, is_skipped, residualize, skipped_result
 from .figures import (
     plot_association,
     plot_block_features,
@@ -38,11 +38,12 @@ from .figures import (
     plot_geometry,
     plot_leave_region_out,
     plot_locus,
+    plot_skipped,
     plot_summary,
 )
 from .geometry import embedding_geometry
 from .leave_region_out import DEFAULT_REGIONS, leave_region_out
-from .locus import validate_locus
+from .locus import RegionNotInCohort, validate_locus
 from .preview import png_preview_markdown
 from .regions import MHC_HG19, Region, block_genes, blocks_in_regions, resolve_region, short_gene_label
 from .sparse_kmeans import SparseKMeans
@@ -56,6 +57,7 @@ __all__ = [
     "AnalysisResult",
     "CheckOutcome",
     "Region",
+    "RegionNotInCohort",
     "SparseKMeans",
     "StabilityKMeans",
     "align_subjects",
@@ -75,6 +77,7 @@ __all__ = [
     "eta_squared",
     "findings_summary",
     "infer_models",
+    "is_skipped",
     "joint_ols_tests",
     "leave_region_out",
     "ols_feature_tests",
@@ -85,10 +88,12 @@ __all__ = [
     "plot_geometry",
     "plot_leave_region_out",
     "plot_locus",
+    "plot_skipped",
     "plot_summary",
     "png_preview_markdown",
     "residualize",
     "resolve_region",
     "short_gene_label",
+    "skipped_result",
     "validate_locus",
 ]

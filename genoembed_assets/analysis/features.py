@@ -23,8 +23,10 @@ __all__ = [
     "block_pc1_features",
     "eta_squared",
     "feature_columns",
+    "is_skipped",
     "pc1_scores",
     "residualize",
+    "skipped_result",
     "standardize",
 ]
 
@@ -48,6 +50,21 @@ class AnalysisResult:
     table: pd.DataFrame
     summary: dict
     tables: dict = field(default_factory=dict)
+
+
+def skipped_result(reason: str) -> AnalysisResult:
+    """An analysis that could not apply to this cohort (``reason`` says why): a one-row status table.
+
+    ``summary`` is ``{"status": "skipped", "skipped": reason}``, which :func:`is_skipped`
+    recognises after a round trip through the written files.
+    """
+    return AnalysisResult(table=pd.DataFrame({"status": ["skipped"], "reason": [reason]}),
+                          summary={"status": "skipped", "skipped": reason})
+
+
+def is_skipped(result: AnalysisResult | None) -> bool:
+    """Whether ``result`` records a skipped analysis (see :func:`skipped_result`)."""
+    return result is not None and result.summary.get("status") == "skipped"
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

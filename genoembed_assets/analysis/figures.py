@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .. import storage
-from .features import AnalysisResult
+from .features import AnalysisResult, is_skipped
 
 __all__ = [
     "plot_association",
@@ -216,12 +216,12 @@ def plot_geometry(result: AnalysisResult, path: str | os.PathLike) -> Path:
 def plot_summary(
     drivers: AnalysisResult,
     leave_out: AnalysisResult,
-    association: AnalysisResult,
+    association: AnalysisResult | None,
     path: str | os.PathLike,
     block_labels: Mapping[str, str] | None = None,
     top: int = 8,
 ) -> Path:
-    """One panel of findings: drivers, leave-region-out and the strongest association."""
+    """One panel of findings: drivers, leave-region-out and the strongest association (or why it was skipped)."""
     fig = Figure(figsize=(15, 5))
     ax1, ax2, ax3 = fig.subplots(1, 3)
     d = drivers.table.head(top)
@@ -230,6 +230,14 @@ def plot_summary(
     lo = leave_out.table.head(top)
     _bars(ax2, [_label(f, block_labels) for f in lo["feature"]], lo["eta2"], "#1f77b4", "eta squared (new clusters)")
     ax2.set_title(f"B. Without {leave_out.summary['n_dropped']} region blocks: {leave_out.summary['leading_block']} leads\n(ARI old vs new {leave_out.summary['ari_old_new']:.2f})", fontsize=10)
+    if association is None or is_skipped(association):
+        why = association.summary["skipped"] if association is not None else "not run"
+        ax3.text(0.5, 0.5, f"skipped:\n{why}", ha="center", va="center", fontsize=11, wrap=True, transform=ax3.transAxes)
+        ax3.set_axis_off()
+        ax3.set_title("C. Phenotype association", fontsize=10)
+        fig.suptitle("genoembed findings summary", fontsize=12)
+        fig.tight_layout()
+        return save_figure(fig, path)
     per = association.summary["per_phenotype"]
     traits = list(per)
     strengths = [per[t]["max_abs_stat"] for t in traits]
@@ -241,4 +249,14 @@ def plot_summary(
     ax3.set_title(f"C. Strongest association: {top_hit.get('feature')} with {top_hit.get('phenotype')}\n(q={top_hit.get('q', float('nan')):.2g})", fontsize=10)
     fig.suptitle("genoembed findings summary", fontsize=12)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_skipped(result: AnalysisResult, path: str | os.PathLike, title: str = "") -> Path:
+    """A small figure saying why an analysis was skipped (the UI preview shows it)."""
+    fig = Figure(figsize=(5, 1.6))
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, f"{title + ': ' if title else ''}skipped\n{result.summary.get('skipped', '')}", ha="center",
+            va="center", fontsize=10, wrap=True, transform=ax.transAxes)
+    ax.set_axis_off()
     return save_figure(fig, path)

@@ -17,7 +17,11 @@ import pandas as pd
 from .features import AnalysisResult
 from .regions import blocks_in_regions, resolve_region
 
-__all__ = ["validate_locus"]
+__all__ = ["RegionNotInCohort", "validate_locus"]
+
+
+class RegionNotInCohort(ValueError):
+    """The cohort has no tested block in the requested locus: the validation does not apply."""
 
 
 def _matched_pool(blocks: pd.DataFrame, locus_blocks: list[str], chrom: str, tested: set[str]) -> dict[str, list[str]]:
@@ -58,6 +62,11 @@ def validate_locus(
         Random background sets drawn.
     random_state : int
 
+    Raises
+    ------
+    RegionNotInCohort
+        No tested block of the cohort overlaps the locus (a cohort without it, not an error).
+
     Returns
     -------
     AnalysisResult
@@ -74,7 +83,7 @@ def validate_locus(
     tested = set(tests["feature"])
     locus_blocks = [b for b in blocks_in_regions(blocks, [locus], build) if b in tested]
     if not locus_blocks:
-        raise ValueError(f"no tested block overlaps {region}")
+        raise RegionNotInCohort(f"the cohort has no block in {region}")
     pools = _matched_pool(blocks, locus_blocks, region.chrom, tested)
     if any(len(pool) == 0 for pool in pools.values()):
         raise ValueError(f"no background block outside chr{region.chrom} was tested")

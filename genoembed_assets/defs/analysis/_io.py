@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from ... import storage as atomic
-from ...analysis import AnalysisResult, block_genes, png_preview_markdown, short_gene_label
+from ...analysis import AnalysisResult, block_genes, plot_skipped, png_preview_markdown, short_gene_label, skipped_result
 from ...genotypes import layout
 from ..resources import GenoembedStorage
 
@@ -68,6 +68,25 @@ def phenotype_table(storage: GenoembedStorage, cohort: str) -> pd.DataFrame:
     return read_parquet(storage.cohort_dir(cohort) / "phenotypes.parquet", "phenotypes")
 
 
+NO_PHENOTYPES = "no phenotypes"
+
+
+def phenotypes_or_reason(storage: GenoembedStorage, cohort: str, covariates=()) -> tuple[pd.DataFrame | None, str]:
+    """The phenotype table, or None and why there is nothing to test.
+
+    A genotype-only cohort has no phenotype file (older ingests) or an empty trait table
+    (``subject_id`` only, or covariates only): both mean :data:`NO_PHENOTYPES`.
+    """
+    path = storage.cohort_dir(cohort) / "phenotypes.parquet"
+    if not path.exists():
+        return None, NO_PHENOTYPES
+    table = read_parquet(path, "phenotypes")
+    traits = [c for c in table.columns if c != "subject_id" and c not in covariates]
+    if not traits or table.empty:
+        return None, NO_PHENOTYPES
+    return table, ""
+
+
 def block_annotation(storage: GenoembedStorage, cohort: str, blocks: pd.DataFrame) -> pd.DataFrame:
     """``block_id, genes, importance_rank``; genes is a short label (Phase 2's list when present, else the gene list)."""
     path = storage.phase2_dir(cohort) / "block_importance.parquet"
@@ -105,6 +124,26 @@ def write_result(storage: GenoembedStorage, cohort: str, name: str, result: Anal
         atomic.write_parquet(storage.analysis_dir(cohort) / f"{name}_{key}.parquet", table)
     atomic.write_json(paths["summary"], result.summary)
     return paths
+
+
+def write_skipped(context, storage: GenoembedStorage, name: str, reason: str, check_names=()) -> dg.MaterializeResult:
+    """Materialize ``name`` as skipped: a status table, a figure saying why, metadata ``skipped``, checks passed with the note.
+
+    Secondary tables of an earlier, complete result are removed so no reader mixes them with this one.
+    """
+    cohort = context.partition_key
+    for old in storage.analysis_dir(cohort).glob(f"{name}_*.parquet"):
+        old.unlink()
+    result = skipped_result(reason)
+    paths = write_result(storage, cohort, name, result)
+    plot_skipped(result, paths["figure"], name)
+    context.log.info(f"{cohort}: {name} skipped: {reason}")
+    note = {"message": dg.MetadataValue.text(f"skipped: {reason}"), "skipped": dg.MetadataValue.bool(True)}
+    return dg.MaterializeResult(
+        metadata={"status": "skipped", "skipped": reason, "path": dg.MetadataValue.path(str(paths["table"])),
+                  **figure_metadata(paths["figure"])},
+        check_results=[dg.AssetCheckResult(check_name=c, passed=True, metadata=note) for c in check_names],
+    )
 
 
 def read_result(storage: GenoembedStorage, cohort: str, name: str, tables: tuple[str, ...] = ()) -> AnalysisResult:

@@ -259,7 +259,9 @@ def phenotype_associations(context: dg.AssetExecutionContext, config: Associatio
     cohort = context.partition_key
     if config.block_test not in ("joint", "pc1"):
         raise ValueError(f"block_test must be 'joint' or 'pc1', got {config.block_test!r}")
-    phenotypes = _io.phenotype_table(storage, cohort)
+    phenotypes, reason = _io.phenotypes_or_reason(storage, cohort, config.covariates)
+    if phenotypes is None:  # a genotype-only cohort: an explicit skipped result, not a failure
+        return _io.write_skipped(context, storage, "phenotype_associations", reason, [c for c, _ in ASSOCIATION_CHECKS])
     models = dict(config.models) or an.infer_models(phenotypes, config.covariates)
     feature_sets = {"embedding": _io.subject_embedding(storage, cohort)}
     joint_sets = None
@@ -306,11 +308,16 @@ class LocusConfig(dg.Config):
 )
 def locus_validation(context: dg.AssetExecutionContext, config: LocusConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
-    association = _io.read_result(storage, cohort, "phenotype_associations").table
-    result = an.validate_locus(
-        association, _io.cohort_blocks(storage, cohort), config.locus, build=_io.cohort_build(storage, cohort),
-        n_background=config.n_background, random_state=config.seed,
-    )
+    association = _io.read_result(storage, cohort, "phenotype_associations")
+    if an.is_skipped(association):
+        return _io.write_skipped(context, storage, "locus_validation", association.summary["skipped"], [FINITE[0]])
+    try:
+        result = an.validate_locus(
+            association.table, _io.cohort_blocks(storage, cohort), config.locus, build=_io.cohort_build(storage, cohort),
+            n_background=config.n_background, random_state=config.seed,
+        )
+    except an.RegionNotInCohort as exc:  # e.g. no block at 17q21: skipped with the note, nothing downstream stops
+        return _io.write_skipped(context, storage, "locus_validation", str(exc), [FINITE[0]])
     s = result.summary
     context.log.info(f"{cohort}: {s['locus']} empirical p {s['empirical_p']:.3g} (best trait {s['best_phenotype']})")
     return _report(
