@@ -117,3 +117,60 @@ def write_in_format(fmt: str, folder: Path, c: Cohort) -> Path:
         write_vcf(folder, c)
     c.phenotypes().to_csv(folder / "phenotypes.csv", index=False)
     return folder
+
+
+def write_pgen(folder: Path, c: Cohort, stem: str = "cohort", *, psam_header: str = "#FID IID",
+               pvar_header: bool = True) -> Path:
+    """PLINK 2 fileset via pgenlib's writer; the .pvar ALT is the counted allele.
+
+    ``psam_header`` is ``'#FID IID'``, ``'#IID'`` or ``''`` (headerless, .fam columns).
+    """
+    import pgenlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pgen = folder / f"{stem}.pgen"
+    writer = pgenlib.PgenWriter(bytes(pgen), len(c.subject_ids), len(c.pos), False)
+    for j in range(len(c.pos)):
+        writer.append_biallelic(np.where(c.genotypes[:, j] < 0, -9, c.genotypes[:, j]).astype(np.int8))
+    writer.close()
+    if pvar_header:
+        lines = ["##fileformat=PVARv1.0", "#CHROM\tPOS\tID\tREF\tALT"]
+        lines += [f"{ch}\t{p}\t{i}\t{r}\t{a}" for ch, p, i, r, a in zip(c.chrom, c.pos, c.ids, c.ref, c.alt)]
+    else:  # .bim column order
+        lines = [f"{ch}\t{i}\t0\t{p}\t{a}\t{r}" for ch, p, i, r, a in zip(c.chrom, c.pos, c.ids, c.ref, c.alt)]
+    (folder / f"{stem}.pvar").write_text("\n".join(lines) + "\n")
+    if psam_header == "#IID":
+        psam = ["#IID\tSEX"] + [f"{s}\tNA" for s in c.subject_ids]
+    elif psam_header:
+        psam = [f"{psam_header}\tSEX"] + [f"F{s}\t{s}\tNA" for s in c.subject_ids]
+    else:
+        psam = [f"F{s}\t{s}\t0\t0\t0\t-9" for s in c.subject_ids]
+    (folder / f"{stem}.psam").write_text("\n".join(psam) + "\n")
+    return pgen
+
+
+def write_fam(path: Path, subject_ids: list[str]) -> Path:
+    """A .fam listing ``subject_ids`` (FID = 'F' + IID)."""
+    path.write_text("".join(f"F{s} {s} 0 0 0 -9\n" for s in subject_ids))
+    return path
+
+
+def write_eigenvec(path: Path, subject_ids: list[str], n_pcs: int = 3, *, header: str | None = None,
+                   seed: int = 0) -> np.ndarray:
+    """A PLINK .eigenvec in ``subject_ids`` order; ``header`` '#FID IID' or '#IID' (None: PLINK 1.9, none)."""
+    values = np.random.default_rng(seed).normal(size=(len(subject_ids), n_pcs))
+    pcs = [f"PC{i + 1}" for i in range(n_pcs)]
+    lines = [] if header is None else ["\t".join([*header.split(), *pcs])]
+    for s, row in zip(subject_ids, values):
+        ids = [s] if header == "#IID" else [f"F{s}", s]
+        lines.append("\t".join([*ids, *(f"{v:.6f}" for v in row)]))
+    path.write_text("\n".join(lines) + "\n")
+    return values.round(6)
+
+
+def write_npy_only(folder: Path, c: Cohort) -> Path:
+    """The original layout as the original pipeline left it: manifest + .npy blocks, no subjects.tsv."""
+    write_original(folder, c, phenotypes=False)
+    (folder / "subjects.tsv").unlink()
+    (folder / "cohort.json").unlink(missing_ok=True)
+    return folder

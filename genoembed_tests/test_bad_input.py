@@ -16,7 +16,15 @@ import pytest
 from genoembed_assets.genotypes.errors import CohortInputError
 from genoembed_assets.genotypes.ingest import ingest_cohort, scan_cohort
 
-from .fixtures_genotypes import make_cohort, vcf_text, write_in_format, write_vcf
+from .fixtures_genotypes import (
+    make_cohort,
+    vcf_text,
+    write_fam,
+    write_in_format,
+    write_npy_only,
+    write_pgen,
+    write_vcf,
+)
 
 COHORT = make_cohort(missing=0.02)  # 40 subjects S000.., 50 variants rs1..rs50, blocks 12/30/8
 
@@ -133,10 +141,103 @@ def non_numeric_phenotype(tmp):
     return src
 
 
-def phenotype_missing_subjects(tmp):
+def phenotype_no_common_subject(tmp):  # keyed by FID values under an IID header: nothing matches
     src = _plink(tmp)
-    pheno = pd.read_csv(src / "phenotypes.csv", dtype=str)
-    pheno.drop(index=[5, 7]).to_csv(src / "phenotypes.csv", index=False)
+    pheno = pd.read_csv(src / "phenotypes.csv", dtype=str).rename(columns={"subject_id": "IID"})
+    pheno["IID"] = "F" + pheno["IID"]
+    pheno.to_csv(src / "phenotypes.csv", index=False)
+    return src
+
+
+def empty_phenotype_file(tmp):
+    src = _vcf(tmp)
+    (src / "phenotypes.csv").write_text("")
+    return src
+
+
+def pheno_bad_value(tmp):
+    src = _plink(tmp)
+    (src / "phenotypes.csv").unlink()
+    lines = ["FID IID ige"] + [f"F{s} {s} {'x1' if i == 3 else i}" for i, s in enumerate(COHORT.subject_ids)]
+    (src / "traits.pheno").write_text("\n".join(lines) + "\n")
+    return src
+
+
+def pheno_short_row(tmp):
+    src = _plink(tmp)
+    (src / "phenotypes.csv").unlink()
+    lines = [f"F{s} {s} {i} 1" for i, s in enumerate(COHORT.subject_ids)]
+    lines[6] = lines[6].rsplit(" ", 1)[0]
+    (src / "study.pheno").write_text("\n".join(lines) + "\n")
+    return src
+
+
+def pheno_no_id_column(tmp):
+    src = _vcf(tmp)
+    pheno = pd.read_csv(src / "phenotypes.csv", dtype=str).rename(columns={"subject_id": "person"})
+    pheno.to_csv(src / "phenotypes.csv", index=False)
+    return src
+
+
+def two_phenotype_tables(tmp):
+    src = _vcf(tmp)
+    shutil.copy(src / "phenotypes.csv", src / "other.pheno")
+    return src
+
+
+def ambiguous_formats(tmp):  # .npy blocks and a PLINK fileset, no cohort.json choice
+    src = _original(tmp)
+    write_in_format("plink", src, COHORT)
+    return src
+
+
+def format_choice_absent(tmp):
+    src = _vcf(tmp)
+    (src / "cohort.json").write_text(json.dumps({"format": "plink2"}))
+    return src
+
+
+def npy_no_subject_order(tmp):
+    return write_npy_only(tmp / "in", COHORT)
+
+
+def subjects_and_fam_disagree(tmp):
+    src = _original(tmp)
+    write_fam(src / "study.fam", COHORT.subject_ids[::-1])
+    return src
+
+
+def subject_source_wrong_count(tmp):
+    src = write_npy_only(tmp / "in", COHORT)
+    write_fam(src / "study.fam", COHORT.subject_ids[:-1])
+    return src
+
+
+def pvar_count_mismatch(tmp):
+    src = tmp / "in"
+    write_pgen(src, COHORT)
+    lines = (src / "cohort.pvar").read_text().splitlines()
+    (src / "cohort.pvar").write_text("\n".join(lines[:-1]) + "\n")
+    return src
+
+
+def pvar_bad_position(tmp):
+    src = tmp / "in"
+    write_pgen(src, COHORT)
+    lines = (src / "cohort.pvar").read_text().splitlines()
+    fields = lines[4].split("\t")
+    fields[1] = "-5"
+    lines[4] = "\t".join(fields)
+    (src / "cohort.pvar").write_text("\n".join(lines) + "\n")
+    return src
+
+
+def pgen_wrong_magic(tmp):
+    src = tmp / "in"
+    write_pgen(src, COHORT)
+    data = bytearray((src / "cohort.pgen").read_bytes())
+    data[:2] = b"\x00\x00"
+    (src / "cohort.pgen").write_bytes(bytes(data))
     return src
 
 
@@ -154,9 +255,9 @@ def all_multiallelic(tmp):
     return write_in_format("vcf", tmp / "in", c)
 
 
-def empty_block_after_filter(tmp):
+def no_block_left_after_filter(tmp):
     c = make_cohort(missing=0.02)
-    c.genotypes[:, 42:] = 0  # every variant of chr1_b0002 monomorphic
+    c.genotypes[:, :] = 0  # every variant of every block monomorphic
     return write_in_format("plink", tmp / "in", c)
 
 
@@ -211,10 +312,24 @@ CASES: list[tuple[Callable[[Path], Path], list[str]]] = [
     (duplicate_subject_ids, ["subjects.tsv", "row 5", "duplicate subject ID 'S001'"]),
     (vcf_duplicate_sample, ["cohort.vcf", "sample column 8", "duplicate sample ID 'S002'"]),
     (non_numeric_phenotype, ["phenotypes.csv", "row 4 (subject 'S002')", "'high' in column 'ige'"]),
-    (phenotype_missing_subjects, ["phenotypes.csv", "lacks 2 genotyped subject(s): S005, S007"]),
+    (phenotype_no_common_subject, ["phenotypes.csv", "no subject ID in common", "'FS000'", "'S000'"]),
+    (empty_phenotype_file, ["phenotypes.csv", "empty phenotype file", "subject ID column"]),
+    (pheno_bad_value, ["traits.pheno", "line 5 (subject 'S003')", "'x1' in column 'ige'", "-9, NA"]),
+    (pheno_short_row, ["study.pheno", "line 7", "expected 4 whitespace-separated columns", "got 3"]),
+    (pheno_no_id_column, ["phenotypes.csv", "header", "no subject ID column (found person", "IID"]),
+    (two_phenotype_tables, ["in", "several phenotype tables (other.pheno, phenotypes.csv)", '"phenotypes"']),
+    (ambiguous_formats, ["in", "original (manifest.tsv), plink (cohort.bed)", '{"format": "npy | plink"}']),
+    (format_choice_absent, ["cohort.json", "key 'format'", "'plink2'", "holds no PLINK 2", "vcf (cohort.vcf)"]),
+    (npy_no_subject_order, ["in", "no subject order for the .npy blocks", "subjects.tsv", ".fam / .eigenvec"]),
+    (subjects_and_fam_disagree, ["in", "subjects.tsv and study.fam disagree", "row 1: 'S000' vs 'S039'"]),
+    (subject_source_wrong_count, ["study.fam", "lists 39 subjects but blocks/chr1_b0000.npy has 40 rows"]),
+    (pvar_count_mismatch, ["cohort.pgen", "holds 50 variants but cohort.pvar lists 49"]),
+    (pvar_bad_position, ["cohort.pvar", "line 5 (variant 'rs3')", "'-5'"]),
+    (pgen_wrong_magic, ["cohort.pgen", "header (bytes 1-2)", "magic 6c1b"]),
     (eigenvec_missing_subjects, ["pcs.eigenvec", "lacks 1 genotyped subject(s): S039"]),
     (all_multiallelic, ["cohort.vcf", "line 5", "'multiallelic': 50"]),
-    (empty_block_after_filter, ["cohort.bed", "block chr1_b0002", "'n_in': 8", "'failed_maf': 8", "'n_kept': 0"]),
+    (no_block_left_after_filter, ["cohort.bed", "block chr1_b0000", "no block left after QC", "all 3 block(s)",
+                                  "'n_in': 12", "'n_kept': 0"]),
     (unknown_chromosomes, ["cohort.vcf", "line 5 (variant rs1)", "contig 'scaffold_1'"]),
     (vcf_panels_differ, ["b.vcf", "line 9", "site 1:", "a.vcf"]),
     (bad_build, ["cohort.json", "key 'build'", "'hg18'"]),

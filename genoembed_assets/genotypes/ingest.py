@@ -15,7 +15,16 @@ Policies:
   skipped and counted too. Multiallelic VCF records: see :mod:`.vcf`.
 * Block keys come from the build's LD block map before QC, so ``scan_cohort``
   and ``ingest_cohort`` agree and sub-block splits do not move when filters
-  change. A block left empty by QC is an error naming the block and counts.
+  change.
+* Degrade, don't stop: a block with no variant left after QC (monomorphic,
+  all missing, everything filtered) is left out of the ingested manifest and
+  recorded in ``skipped_blocks`` (``{block_id, reason}``; qc.json and the
+  report); the cohort fails only when no block is left, naming the file and
+  the first block. Genotyped subjects a phenotype table lacks are kept with
+  missing traits and counted (``phenotypes`` in qc.json); no phenotype table
+  at all ingests the genotypes only. See :mod:`.phenotype_tables`.
+* Subject order: recorded as ``subject_order_source`` (the file whose rows
+  give it); for the original layout see :mod:`.subject_order`.
 * Atomicity: everything is written into a hidden temporary sibling of
   ``out_dir`` (``.<name>.ingest-*``) that is renamed onto ``out_dir`` at the
   end; an old ``out_dir`` is moved aside first and deleted after. A failed run
@@ -43,8 +52,9 @@ import pandas as pd
 
 from .. import storage
 from .errors import CohortInputError
-from .layout import PHENOTYPES, BlockArray, find_eigenvec, read_eigenvec, read_phenotypes, write_cohort
+from .layout import BlockArray, find_eigenvec, read_eigenvec, write_cohort
 from .pcs import genotype_pcs
+from .phenotype_tables import load_phenotypes
 from .qc import block_qc, filter_variants
 from .sources import VARIANT_COLUMNS, VARIANTS, Format, Source, detect_format
 from .sources import open_source as _open_source
@@ -90,7 +100,11 @@ class IngestReport:
 
     ``blocks`` has one row per block: ``block_id, chrom, start, end, n_in,
     failed_missing, failed_maf, n_monomorphic, n_kept`` and QC of the kept
-    variants (``missing_rate, maf_mean, maf_min, maf_max``).
+    variants (``missing_rate, maf_mean, maf_min, maf_max``); blocks QC left
+    empty are not in it but in ``skipped_blocks`` (``{block_id, reason}``).
+    ``subject_order_source`` names the file that gave the subject order;
+    ``phenotypes`` summarises the phenotype tables (``files`` is empty for a
+    genotype-only cohort; see :func:`.phenotype_tables.load_phenotypes`).
     """
 
     out_dir: Path
@@ -103,6 +117,10 @@ class IngestReport:
     has_eigenvec: bool
     fingerprint: str
     seconds: float
+    subject_order_source: str = ""
+    skipped_blocks: list = field(default_factory=list)
+    phenotypes: dict = field(default_factory=dict)
+    n_variants_in_skipped_blocks: int = 0
 
     @property
     def n_blocks(self) -> int:
@@ -110,7 +128,7 @@ class IngestReport:
 
     @property
     def n_variants_in(self) -> int:
-        return int(self.blocks["n_in"].sum())
+        return int(self.blocks["n_in"].sum()) + self.n_variants_in_skipped_blocks
 
     @property
     def n_variants_kept(self) -> int:
@@ -124,6 +142,8 @@ class IngestReport:
             "n_variants_kept": self.n_variants_kept, "has_phenotypes": self.has_phenotypes,
             "has_eigenvec": self.has_eigenvec, "fingerprint": self.fingerprint,
             "seconds": round(self.seconds, 3), "skipped": self.skipped,
+            "subject_order_source": self.subject_order_source, "skipped_blocks": self.skipped_blocks,
+            "phenotypes": self.phenotypes,
         }
 
 
@@ -171,15 +191,23 @@ def scan_cohort(folder: str | Path, *, max_variants_per_block: int = 2000) -> Co
                       fingerprint=fingerprint(folder), skipped=src.skipped)
 
 
-def _tables(src: Source, log: Callable[[str], object]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def _tables(src: Source, log: Callable[[str], object]) -> tuple[pd.DataFrame | None, dict, pd.DataFrame | None]:
     ids = list(src.subjects["subject_id"])
-    pheno_path = src.folder / PHENOTYPES
-    phenotypes = read_phenotypes(pheno_path, ids) if pheno_path.exists() else None
+    phenotypes, info = load_phenotypes(src.folder, ids, src.settings)
     if phenotypes is None:
-        log(f"no {PHENOTYPES} in {src.folder}: ingesting genotypes only")
+        log(f"no phenotype table in {src.folder}: ingesting genotypes only")
+    elif info["n_subjects_missing"] or info["n_rows_not_genotyped"]:
+        log(f"phenotypes ({', '.join(info['files'])}): {info['n_subjects_missing']} genotyped subject(s) without a "
+            f"row kept with missing traits, {info['n_rows_not_genotyped']} row(s) without genotypes dropped")
     eig_path = find_eigenvec(src.folder)
     eigenvec = read_eigenvec(eig_path, ids) if eig_path is not None else None
-    return phenotypes, eigenvec
+    return phenotypes, info, eigenvec
+
+
+def _empty_reason(counts: dict, maf_min: float, max_missing: float) -> str:
+    return (f"no variant left after QC (maf >= {maf_min}, missing <= {max_missing}): {counts['n_in']} in, "
+            f"{counts['failed_missing']} failed missing, {counts['failed_maf']} failed maf "
+            f"({counts['n_monomorphic']} monomorphic)")
 
 
 def ingest_cohort(
@@ -196,8 +224,9 @@ def ingest_cohort(
     Parameters
     ----------
     folder
-        Cohort folder: original layout, PLINK fileset or VCF/BCF file(s), with
-        optional ``phenotypes.csv``, ``*.eigenvec`` and ``cohort.json``.
+        Cohort folder: original layout, PLINK 1 or 2 fileset or VCF/BCF
+        file(s), with optional phenotype tables (``phenotypes.csv``/``.tsv``,
+        ``*.pheno``, ``*.cov``), ``*.eigenvec`` and ``cohort.json``.
     out_dir
         Destination; replaced as a whole at the end (see module notes).
     maf_min, max_missing
@@ -214,17 +243,21 @@ def ingest_cohort(
     Raises
     ------
     CohortInputError
-        Any malformed input, a block with no variant left after filtering, or
-        a phenotype/eigenvec table lacking genotyped subjects.
+        Any malformed input, no block left after filtering, a phenotype table
+        sharing no subject with the genotypes, or an eigenvec table lacking
+        genotyped subjects.
     """
     t0 = time.perf_counter()
     folder, out_dir = Path(folder), Path(out_dir)
     src = _open_source(folder, max_variants_per_block)
-    phenotypes, eigenvec = _tables(src, log)
+    phenotypes, pheno_info, eigenvec = _tables(src, log)
     n_subjects = len(src.subjects)
     n_blocks = len(src.blocks)
-    log(f"ingesting {folder.name}: {src.format}, build {src.build}, {n_subjects} subjects, {n_blocks} blocks")
+    log(f"ingesting {folder.name}: {src.format}, build {src.build}, {n_subjects} subjects (order from "
+        f"{src.subject_order_source}), {n_blocks} blocks")
     rows: list[dict] = []
+    skipped_blocks: list[dict] = []
+    skipped_counts: list[dict] = []
     kept_variants: list[pd.DataFrame] = []
     subject_missing = np.zeros(n_subjects, dtype=np.int64)
 
@@ -232,9 +265,11 @@ def ingest_cohort(
         for i, (row, g, var) in enumerate(src.iter_blocks(), start=1):
             keep, counts = filter_variants(g, maf_min=maf_min, max_missing=max_missing)
             if counts["n_kept"] == 0:
-                bad = src.folder / row["file"] if src.format == "original" else src.path
-                raise CohortInputError(bad, f"no variant left after QC (maf >= {maf_min}, missing <= {max_missing}): "
-                                       f"{counts}", where=f"block {row['block_id']}")
+                reason = _empty_reason(counts, maf_min, max_missing)
+                skipped_blocks.append({"block_id": row["block_id"], "reason": reason})
+                skipped_counts.append(counts)
+                log(f"block {i}/{n_blocks} {row['block_id']}: skipped, {reason}")
+                continue
             g = g[:, keep]
             subject_missing[:] += (g < 0).sum(axis=1)
             qc = block_qc(g)
@@ -250,9 +285,17 @@ def ingest_cohort(
     _remove_stale(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.ingest-", dir=out_dir.parent))
     try:
-        settings = {**src.settings, "build": src.build, "source_format": src.format, "source": str(folder)}
+        # the ingested folder is the original layout with phenotypes.csv: a format or table choice no longer applies
+        settings = {**{k: v for k, v in src.settings.items() if k not in ("format", "phenotypes")},
+                    "build": src.build, "source_format": src.format, "source": str(folder)}
         write_cohort(tmp, src.subjects["subject_id"], blocks(), phenotypes=phenotypes, eigenvec=eigenvec,
                      settings=settings, fids=src.subjects["fid"] if "fid" in src.subjects else None)
+        if not rows:
+            first = skipped_blocks[0]["block_id"]
+            bad = src.folder / src.blocks["file"].iloc[0] if src.format == "original" else src.path
+            raise CohortInputError(bad, f"no block left after QC: all {len(skipped_blocks)} block(s) empty, e.g. "
+                                   f"{skipped_counts[0]}; relax maf_min/max_missing or check the genotypes",
+                                   where=f"block {first}")
         variants = pd.concat(kept_variants, ignore_index=True)[VARIANT_COLUMNS]
         variants["pos"] = variants["pos"].astype("Int64")
         storage.write_parquet(tmp / VARIANTS, variants)
@@ -262,7 +305,8 @@ def ingest_cohort(
         storage.write_json(tmp / QC, {
             "format": src.format, "build": src.build, "source": str(folder), "fingerprint": fp,
             "maf_min": maf_min, "max_missing": max_missing, "max_variants_per_block": max_variants_per_block,
-            "n_subjects": n_subjects, "skipped": src.skipped,
+            "n_subjects": n_subjects, "subject_order_source": src.subject_order_source, "skipped": src.skipped,
+            "skipped_blocks": skipped_blocks, "phenotypes": pheno_info,
             "subject_missing_rate_max": float(subject_rate.max()) if n_subjects else 0.0,
             "n_subjects_missing_over_half": int((subject_rate > 0.5).sum()),
             "blocks": table.to_dict(orient="records"),
@@ -272,11 +316,14 @@ def ingest_cohort(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     seconds = time.perf_counter() - t0
-    log(f"ingested {folder.name}: {len(table)} blocks, {len(variants)}/{int(table['n_in'].sum())} variants kept "
-        f"in {seconds:.1f}s -> {out_dir}")
+    n_in_skipped = sum(c["n_in"] for c in skipped_counts)
+    log(f"ingested {folder.name}: {len(table)} blocks ({len(skipped_blocks)} skipped), {len(variants)}/"
+        f"{int(table['n_in'].sum()) + n_in_skipped} variants kept in {seconds:.1f}s -> {out_dir}")
     return IngestReport(out_dir=out_dir, format=src.format, build=src.build, n_subjects=n_subjects, blocks=table,
                         skipped=src.skipped, has_phenotypes=phenotypes is not None,
-                        has_eigenvec=eigenvec is not None, fingerprint=fp, seconds=seconds)
+                        has_eigenvec=eigenvec is not None, fingerprint=fp, seconds=seconds,
+                        subject_order_source=src.subject_order_source, skipped_blocks=skipped_blocks,
+                        phenotypes=pheno_info, n_variants_in_skipped_blocks=n_in_skipped)
 
 
 def _remove_stale(out_dir: Path) -> None:

@@ -8,6 +8,10 @@ A cohort folder in this layout holds::
     *.eigenvec        optional PLINK eigenvec (FID IID PC1 ...), header optional
     cohort.json       optional settings, e.g. {"build": "hg19"}
 
+An ingested folder always has these names. A user's folder may give the
+subject order another way and other phenotype tables: see
+:mod:`.subject_order` and :mod:`.phenotype_tables`.
+
 Genotypes are ``int8`` (subjects x variants) with values in {-1, 0, 1, 2},
 -1 meaning missing. Every reader validates and raises
 :class:`CohortInputError` naming the file and the block, row or column.
@@ -26,6 +30,8 @@ import pandas as pd
 from .. import storage
 from .blockmap import chrom_sort_key, normalize_chrom
 from .errors import CohortInputError
+from .ids import check_ids as _check_ids
+from .ids import id_columns
 
 __all__ = [
     "MANIFEST",
@@ -38,6 +44,7 @@ __all__ = [
     "read_eigenvec",
     "read_manifest",
     "read_phenotypes",
+    "read_subject_table",
     "read_subjects",
     "validate_genotypes",
     "write_cohort",
@@ -119,26 +126,32 @@ def _safe_key(text: str) -> bool:
 
 
 def read_subjects(folder: str | Path) -> np.ndarray:
-    """Subject IDs (strings) in the row order of every block matrix."""
+    """Subject IDs (strings) in the row order of every block matrix, from ``subjects.tsv``."""
     path = Path(folder) / SUBJECTS
     if not path.exists():
         raise CohortInputError(Path(folder), f"no {SUBJECTS} found (expected a 'subject_id' column, one row per genotype row)")
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    if "subject_id" not in frame.columns:
-        raise CohortInputError(path, f"missing column 'subject_id' (found {list(frame.columns)})")
-    ids = frame["subject_id"].str.strip()
-    _check_ids(path, ids)
-    return ids.to_numpy(dtype=object)
+    return read_subject_table(path)["subject_id"].to_numpy(dtype=object)
 
 
-def _check_ids(path: Path, ids: pd.Series, *, row_offset: int = 2) -> None:
-    empty = np.flatnonzero(ids.to_numpy() == "")
-    if empty.size:
-        raise CohortInputError(path, "empty subject ID", where=f"row {empty[0] + row_offset}")
-    dup = ids.duplicated(keep="first").to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise CohortInputError(path, f"duplicate subject ID {ids.iloc[i]!r}", where=f"row {i + row_offset}")
+def read_subject_table(path: str | Path) -> pd.DataFrame:
+    """A tab-separated subject list -> ``subject_id`` (+ ``fid``), in file order.
+
+    The ID column may be any name :func:`.ids.id_columns` recognises
+    (``subject_id``, ``IID``, ``FID`` + ``IID``, ``#IID``, ``sample`` ...).
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise CohortInputError(path, "empty file: expected a header with a subject ID column, one row per genotype row") from None
+    except pd.errors.ParserError as exc:
+        raise CohortInputError(path, f"cannot parse as TSV ({exc})") from None
+    iid, fid = id_columns(list(frame.columns), path)
+    out = pd.DataFrame({"subject_id": frame[iid].str.strip()})
+    if fid is not None:
+        out["fid"] = frame[fid].str.strip().to_numpy()
+    _check_ids(path, out["subject_id"])
+    return out
 
 
 def validate_genotypes(genotypes: np.ndarray, *, path: Path | str, block_id: str, expected_shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -19,13 +19,15 @@ from .. import paths
 from .assign import assign_sites
 from .blockmap import read_block_map
 from .errors import CohortInputError
-from .layout import MANIFEST, SUBJECTS, load_block, read_cohort_settings, read_manifest, read_subjects
+from .layout import MANIFEST, SETTINGS, load_block, read_cohort_settings, read_manifest
+from .pgen import PgenFileset, open_pgen
 from .plink import PlinkFileset, open_plink
+from .subject_order import subject_order
 from .vcf import VCF_SUFFIXES, VcfSet, iter_dosages, open_vcfs
 
 __all__ = ["DEFAULT_BUILD", "Format", "Source", "VARIANTS", "VARIANT_COLUMNS", "detect_format", "open_source"]
 
-Format = Literal["original", "plink", "vcf"]
+Format = Literal["original", "plink", "plink2", "vcf"]
 VARIANTS = "variants.parquet"
 DEFAULT_BUILD = "hg19"
 VARIANT_COLUMNS = ["block_id", "chrom", "pos", "id", "ref", "alt", "source_index"]
@@ -39,44 +41,79 @@ def _vcf_files(folder: Path) -> list[Path]:
     return [p for p in _visible_files(folder) if p.name.lower().endswith(VCF_SUFFIXES)]
 
 
+_ENTRIES = {"original": f"{MANIFEST} + .npy blocks", "plink": "PLINK .bed/.bim/.fam fileset",
+            "plink2": "PLINK 2 .pgen/.pvar/.psam fileset", "vcf": ".vcf/.vcf.gz/.bcf files"}
+_FORMAT_NAMES = {"npy": "original", "original": "original", "plink": "plink", "plink1": "plink", "bed": "plink",
+                 "plink2": "plink2", "pgen": "plink2", "vcf": "vcf", "bcf": "vcf"}
+_EXPECTED = ", ".join(_ENTRIES.values())
+
+
+def _found_formats(folder: Path, files: list[Path]) -> dict[Format, str]:
+    """Each format present -> the file that shows it."""
+    found: dict[Format, str] = {}
+    if (folder / MANIFEST).exists():
+        found["original"] = MANIFEST
+    for fmt, suffix in (("plink", ".bed"), ("plink2", ".pgen")):
+        hits = [p.name for p in files if p.suffix.lower() == suffix]
+        if hits:
+            found[fmt] = hits[0]
+    vcfs = _vcf_files(folder)
+    if vcfs:
+        found["vcf"] = vcfs[0].name
+    return found
+
+
 def detect_format(folder: str | Path) -> Format:
-    """Which input format a cohort folder holds: 'original', 'plink' or 'vcf'.
+    """Which input format a cohort folder holds: 'original', 'plink', 'plink2' or 'vcf'.
+
+    A folder holding several takes the one ``cohort.json`` names as
+    ``{"format": "npy" | "plink" | "plink2" | "vcf"}``.
 
     Raises
     ------
     CohortInputError
         The folder is missing or empty, holds none of the formats (the message
-        lists what it found), or holds more than one.
+        lists what it found), holds several and cohort.json names none, or
+        cohort.json names one it does not hold.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise CohortInputError(folder, "cohort folder does not exist")
     files = _visible_files(folder)
     if not files:
-        raise CohortInputError(folder, "empty cohort folder: expected manifest.tsv + blocks/, a PLINK "
-                               ".bed/.bim/.fam fileset, or VCF/BCF files")
-    found: list[Format] = []
-    if (folder / MANIFEST).exists():
-        found.append("original")
-    if any(p.suffix.lower() == ".bed" for p in files):
-        found.append("plink")
-    if _vcf_files(folder):
-        found.append("vcf")
+        raise CohortInputError(folder, f"empty cohort folder: expected {_EXPECTED}")
+    found = _found_formats(folder, files)
     if not found:
         names = ", ".join(p.name for p in files[:10])
-        raise CohortInputError(folder, f"unrecognised cohort content ({names}); expected manifest.tsv + blocks/, "
-                               "a PLINK .bed/.bim/.fam fileset, or .vcf/.vcf.gz/.bcf files")
+        raise CohortInputError(folder, f"unrecognised cohort content ({names}); expected {_EXPECTED}")
+    chosen = read_cohort_settings(folder).get("format")
+    if chosen is not None:
+        fmt = _FORMAT_NAMES.get(str(chosen).lower())
+        if fmt is None:
+            raise CohortInputError(folder / SETTINGS, f"unknown format {chosen!r}; expected one of npy, plink, "
+                                   "plink2, vcf", where="key 'format'")
+        if fmt not in found:
+            raise CohortInputError(folder / SETTINGS, f"names format {chosen!r} but the folder holds no "
+                                   f"{_ENTRIES[fmt]} (found: {', '.join(f'{k} ({v})' for k, v in found.items())})",
+                                   where="key 'format'")
+        return fmt
     if len(found) > 1:
-        raise CohortInputError(folder, f"several genotype formats in one folder ({', '.join(found)}); keep one")
-    return found[0]
+        listed = ", ".join(f"{k} ({v})" for k, v in found.items())
+        choice = " | ".join("npy" if k == "original" else k for k in found)
+        raise CohortInputError(folder, f"several genotype formats in one folder: {listed}; name the one to use in "
+                               f'cohort.json as {{"format": "{choice}"}}, or keep one')
+    return next(iter(found))
 
 
 @dataclass
 class Source:
     """A cohort opened for reading, in any format (internal).
 
-    ``variants`` (PLINK/VCF only) holds the variants that went into blocks, in
-    genomic order: ``block_id, chrom, pos, id, ref, alt, source_index``.
+    ``variants`` (PLINK/pgen/VCF only) holds the variants that went into
+    blocks, in genomic order: ``block_id, chrom, pos, id, ref, alt,
+    source_index``. ``subject_order_source`` names the file whose rows give the
+    subject order (``subjects.tsv``, a ``.fam``, ``.psam``, ``.eigenvec`` or
+    the VCF).
     """
 
     folder: Path
@@ -87,15 +124,16 @@ class Source:
     subjects: pd.DataFrame  # subject_id (+ fid)
     blocks: pd.DataFrame
     skipped: dict
+    subject_order_source: str
     variants: pd.DataFrame | None = None
-    plink: PlinkFileset | None = None
+    plink: PlinkFileset | PgenFileset | None = None  # anything with read(.bim/.pvar rows)
     vcfs: VcfSet | None = None
 
     def iter_blocks(self, *, mmap: bool = False) -> Iterator[tuple[pd.Series, np.ndarray, pd.DataFrame]]:
         """Yield ``(block row, int8 genotypes, variants of the block)`` in genomic order."""
         if self.format == "original":
             yield from self._iter_original(mmap)
-        elif self.format == "plink":
+        elif self.format in ("plink", "plink2"):
             for (_, row), (_, var) in zip(self.blocks.iterrows(), self.variants.groupby("block_id", sort=False)):
                 yield row, self.plink.read(var["source_index"].to_numpy()), var.drop(columns="_col")
         else:
@@ -184,35 +222,55 @@ def _build(folder: Path, settings: dict) -> str:
     return build
 
 
+def _one(folder: Path, suffix: str, what: str) -> Path:
+    found = [p for p in _visible_files(folder) if p.suffix.lower() == suffix]
+    if len(found) > 1:
+        raise CohortInputError(folder, f"several {suffix} files ({', '.join(p.name for p in found)}); keep one {what}")
+    return found[0]
+
+
+def _first_block_rows(folder: Path, manifest: pd.DataFrame) -> tuple[int | None, Path | None]:
+    path = folder / manifest["file"].iloc[0]
+    try:
+        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0]), path
+    except (OSError, ValueError, EOFError, IndexError):
+        return None, None  # load_block reports it, naming the block
+
+
+def _file_sites(variants: pd.DataFrame) -> pd.DataFrame:
+    """.bim-style variants -> the sites table assign_sites takes."""
+    return pd.DataFrame({"chrom": variants["chrom"], "pos": variants["pos"], "id": variants["id"],
+                         "ref": variants["ref"], "alt": variants["alt"], "status": "ok",
+                         "line": np.arange(1, len(variants) + 1)})
+
+
 def open_source(folder: Path, max_variants_per_block: int) -> Source:
+    """Open a cohort folder: tables parsed, sites assigned to blocks, no genotypes read."""
     fmt = detect_format(folder)
     settings = read_cohort_settings(folder)
     build = _build(folder, settings)
     common = dict(folder=folder, format=fmt, build=build, settings=settings)
     if fmt == "original":
         manifest = read_manifest(folder)
-        subject_ids = read_subjects(folder)
-        subjects = pd.read_csv(folder / SUBJECTS, sep="\t", dtype=str, keep_default_na=False)
-        subjects = pd.DataFrame({"subject_id": subject_ids}) if "fid" not in subjects else \
-            pd.DataFrame({"subject_id": subject_ids, "fid": subjects["fid"].to_numpy()})
-        return Source(**common, path=folder / MANIFEST, subjects=subjects,
-                       blocks=manifest[["block_id", "chrom", "start", "end", "n_snps", "file"]], skipped={})
+        order = subject_order(folder, *_first_block_rows(folder, manifest))
+        return Source(**common, path=folder / MANIFEST, subjects=order.subjects, subject_order_source=order.label,
+                      blocks=manifest[["block_id", "chrom", "start", "end", "n_snps", "file"]], skipped={})
     block_map = read_block_map(paths.block_map_path(build))
-    if fmt == "plink":
-        beds = [p for p in _visible_files(folder) if p.suffix.lower() == ".bed"]
-        if len(beds) > 1:
-            raise CohortInputError(folder, f"several .bed files ({[p.name for p in beds]}); keep one fileset")
-        plink = open_plink(beds[0])
-        bim = plink.variants
-        sites = pd.DataFrame({"chrom": bim["chrom"], "pos": bim["pos"], "id": bim["id"], "ref": bim["ref"],
-                              "alt": bim["alt"], "status": "ok", "line": np.arange(1, len(bim) + 1)})
-        variants, blocks, skipped = assign_sites(sites, block_map, max_variants_per_block,
-                                           plink.bed.with_suffix(".bim"))
-        return Source(**common, path=plink.bed, subjects=plink.subjects, blocks=blocks, skipped=skipped,
-                       variants=variants, plink=plink)
+    if fmt in ("plink", "plink2"):
+        if fmt == "plink":
+            fileset = open_plink(_one(folder, ".bed", "fileset"))
+            path, sites, listing = fileset.bed, _file_sites(fileset.variants), fileset.bed.with_suffix(".bim")
+            order = fileset.bed.with_suffix(".fam").name
+        else:
+            fileset = open_pgen(_one(folder, ".pgen", "fileset"))
+            path, sites, listing = fileset.pgen, fileset.variants, fileset.pgen.with_suffix(".pvar")
+            order = fileset.pgen.with_suffix(".psam").name
+        variants, blocks, skipped = assign_sites(sites, block_map, max_variants_per_block, listing)
+        return Source(**common, path=path, subjects=fileset.subjects, blocks=blocks, skipped=skipped,
+                      subject_order_source=order, variants=variants, plink=fileset)
     files = _vcf_files(folder)
     vcfs = open_vcfs(files)
     label = files[0] if len(files) == 1 else folder
     variants, blocks, skipped = assign_sites(vcfs.sites, block_map, max_variants_per_block, label, vcfs.line_unit)
     return Source(**common, path=label, subjects=pd.DataFrame({"subject_id": vcfs.samples}), blocks=blocks,
-                   skipped=skipped, variants=variants, vcfs=vcfs)
+                  skipped=skipped, subject_order_source=", ".join(p.name for p in files), variants=variants, vcfs=vcfs)
