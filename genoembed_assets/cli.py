@@ -3,17 +3,32 @@
 ``demo`` is what the README's run command calls: it simulates the demo cohort
 (unless present), then materializes its whole graph against the Dagster
 instance in ``$DAGSTER_HOME`` (SQLite by default), printing where results are.
+
+Output: Dagster's log on stdout at INFO (``-v``: DEBUG, every event and epoch),
+a progress display when stdout is a terminal, and on failure one or two lines
+on stderr naming the file and the place plus the fix. Exit codes: 0 done,
+2 the input (or the command line) is at fault, 1 anything else. ``--debug``
+adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 DEMO_COHORT = "demo"
+EXIT_INPUT = 2  # the input or the command line is at fault: fixable by the user
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """Something the user fixes outside the input folder (environment, arguments)."""
 
 
 def _instance():
@@ -21,22 +36,27 @@ def _instance():
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        sys.exit("DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/dagster_home (make run does this)")
+        raise UsageError("DAGSTER_HOME is not set; fix: export DAGSTER_HOME=$PWD/dagster_home (make run does this)")
     Path(home).mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.get()
+    # a fresh home makes Dagster print a notice and a telemetry welcome on stderr: keep stderr for errors
+    with contextlib.redirect_stderr(sys.stdout):
+        return dg.DagsterInstance.get()
 
 
-def _run(cohort: str, preset: str) -> int:
+def _run(cohort: str, preset: str, *, verbose: bool = False) -> int:
     from .definitions import defs
-    from .runner import PipelineError, materialize_cohort, preset_run_config
+    from .progress import ProgressDisplay
+    from .runner import materialize_cohort, preset_run_config
 
     storage = defs.resources["storage"]
+    if not storage.source_dir(cohort).is_dir():
+        raise UsageError(f"{storage.source_dir(cohort)}: no cohort folder {cohort!r}; fix: put the cohort there, "
+                         f"or point GENOEMBED_COHORTS at the folder holding it")
     start = time.perf_counter()
-    try:
-        stages = materialize_cohort(cohort, instance=_instance(), run_config=preset_run_config(preset))
-    except PipelineError as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
+    # stderr is for errors: Dagster's notices (a fresh home, telemetry) go with the log to stdout
+    with ProgressDisplay() as progress, contextlib.redirect_stderr(sys.stdout):
+        stages = materialize_cohort(cohort, instance=_instance(), run_config=preset_run_config(preset),
+                                    console_level="DEBUG" if verbose else "INFO", progress=progress)
     total = time.perf_counter() - start
     out = storage.cohort_dir(cohort)
     print(f"\nCohort {cohort!r} materialized in {total:.0f} s ({len(stages)} stages).")
@@ -49,29 +69,104 @@ def _run(cohort: str, preset: str) -> int:
     return 0
 
 
+def _simulation_fields() -> list[tuple[str, type, tuple | None, object]]:
+    """``(name, type, choices, default)`` of every plain field of SimulationConfig (one flag each)."""
+    import dataclasses
+    import typing
+
+    from .genotypes.simulate import DEMOGRAPHIES, SimulationConfig
+
+    hints, defaults, out = typing.get_type_hints(SimulationConfig), SimulationConfig(), []
+    for f in dataclasses.fields(SimulationConfig):
+        kind = hints[f.name]
+        if not f.init or f.name.startswith("_"):
+            continue
+        if typing.get_origin(kind) is typing.Literal:
+            out.append((f.name, str, typing.get_args(kind), getattr(defaults, f.name)))
+        elif kind in (int, float, str):
+            out.append((f.name, kind, tuple(sorted(DEMOGRAPHIES)) if f.name == "demography" else None, getattr(defaults, f.name)))
+    return out
+
+
+def _add_simulation_flags(parser: argparse.ArgumentParser) -> None:
+    """``--n-subjects``, ``--demography``, ``--stratum-strength``, ...: one flag per SimulationConfig field."""
+    for name, kind, choices, default in _simulation_fields():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, choices=choices, default=default,
+                            help=f"SimulationConfig.{name} (default: {default})")
+
+
+def _simulation_config(args):
+    from .genotypes.simulate import SimulationConfig
+
+    return SimulationConfig(**{name: getattr(args, name) for name, *_ in _simulation_fields()})
+
+
+def _fix(exc: BaseException, command: str, cohort: str | None) -> str:
+    """The second line of an error: what to do about it."""
+    again = f"genoembed {command}" + (f" {cohort}" if cohort and command == "run" else "")
+    return f"fix the file or setting named above, then run `{again}` again (--debug shows the traceback)"
+
+
+def _report_error(exc: BaseException, args) -> int:
+    """One line naming the file and the place, one with the fix (stderr); the traceback with --debug."""
+    from .genotypes.errors import CohortInputError
+
+    runner = sys.modules.get(f"{__package__}.runner")  # loaded when a run was attempted; importing it costs seconds
+    if runner is not None and isinstance(exc, runner.PipelineError):
+        message, code, details = exc.user_message, EXIT_INPUT if exc.input_error else EXIT_FAILED, exc.details
+    elif isinstance(exc, (CohortInputError, UsageError)) or (args.command == "simulate" and isinstance(exc, (ValueError, OSError))):
+        message, code, details = str(exc), EXIT_INPUT, ""  # simulate: its settings or its output folder
+    else:
+        message, code, details = f"{type(exc).__name__}: {exc}", EXIT_FAILED, ""
+    if getattr(args, "debug", False):
+        traceback.print_exception(exc, file=sys.stderr)
+        if details:
+            print(details, file=sys.stderr)
+    first = " ".join(str(message).split())  # one line, whatever the message held
+    print(f"genoembed: error: {first}", file=sys.stderr)
+    if code == EXIT_INPUT and "fix:" not in first:
+        print(f"  {_fix(exc, args.command, getattr(args, 'cohort', None))}", file=sys.stderr)
+    elif code == EXIT_FAILED:
+        print("  this looks like a bug, not your input: rerun with --debug and report the traceback", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genoembed", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="Dagster's log at DEBUG (every event, every epoch)")
+    common.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate the demo cohort (if absent) and materialize its graph")
+    demo = sub.add_parser("demo", parents=[common], help="simulate the demo cohort (if absent) and materialize its graph")
     demo.add_argument("--n-subjects", type=int, default=1200)
     demo.add_argument("--regenerate", action="store_true", help="simulate again even if the cohort exists")
     demo.add_argument("--preset", default="fast", choices=["fast", "balanced", "thorough"],
                       help="training preset of Phase 1 and Phase 2 (default: fast)")
-    run = sub.add_parser("run", help="materialize the graph of a cohort folder under the cohorts root")
+    run = sub.add_parser("run", parents=[common], help="materialize the graph of a cohort folder under the cohorts root")
     run.add_argument("cohort")
     run.add_argument("--preset", default="balanced", choices=["fast", "balanced", "thorough"],
                      help="training preset of Phase 1 and Phase 2 (default: balanced)")
-    sim = sub.add_parser("simulate", help="write a simulated cohort folder")
+    sim = sub.add_parser("simulate", parents=[common], help="write a simulated cohort folder (planted truth beside it)")
     sim.add_argument("out", type=Path)
-    sim.add_argument("--n-subjects", type=int, default=1200)
-    sim.add_argument("--n-background-blocks", type=int, default=24)
-    sim.add_argument("--seed", type=int, default=20261121)
+    sim.add_argument("--overwrite", action="store_true", help="replace a non-simulated cohort already in OUT")
+    _add_simulation_flags(sim)
     args = parser.parse_args(argv)
+    # Dagster's beta/preview notices (e.g. on MultiToSingleDimensionPartitionMapping) are not the user's business
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        print("genoembed: interrupted (completed artifacts are kept; run again to resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command line reports every error as one line
+        return _report_error(exc, args)
 
+
+def _command(args) -> int:
     if args.command == "simulate":
         from .genotypes.simulate import simulate_cohort
 
-        cohort = simulate_cohort(args.out, n_subjects=args.n_subjects, n_background_blocks=args.n_background_blocks, seed=args.seed)
+        cohort = simulate_cohort(args.out, config=_simulation_config(args), overwrite=args.overwrite)
         print(f"wrote {cohort.out_dir} ({cohort.truth['n_subjects']} subjects) in {cohort.elapsed_s:.1f} s; planted truth in {cohort.truth_path}")
         return 0
     if args.command == "demo":
@@ -86,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  done in {time.perf_counter() - start:.0f} s")
         else:
             print(f"using the demo cohort in {folder} (--regenerate to simulate it again)")
-        return _run(DEMO_COHORT, args.preset)
-    return _run(args.cohort, args.preset)
+        return _run(DEMO_COHORT, args.preset, verbose=args.verbose)
+    return _run(args.cohort, args.preset, verbose=args.verbose)
 
 
 if __name__ == "__main__":
