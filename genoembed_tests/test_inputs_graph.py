@@ -79,3 +79,113 @@ def test_phenotypes_and_pcs_aligned(demo_pipeline):
     assert {"ige", "eosinophils", "fev1", "exacerbations", "age", "sex"} <= set(pheno.columns)
     assert [f"PC{i}" for i in range(1, 11)] == [c for c in pcs.columns if c.startswith("PC")]
     assert np.isfinite(pcs.drop(columns="subject_id").to_numpy()).all()
+
+
+# ------------------------------------------------------------------ tiny cohorts as users bring them
+
+
+def _check(result: dg.ExecuteInProcessResult, name: str):
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
+def _inputs(tmp_path, write, *, blocks: bool = False, phase1: bool = False):
+    """Register cohort 'c1' written by ``write`` and materialize its input assets (no PCs)."""
+    from genoembed_assets.definitions import defs
+    from genoembed_assets.defs.partitions import cohort_range_tags, register_cohort
+    from genoembed_assets.defs.resources import ComputeResource, GenoembedStorage
+    from genoembed_assets.genotypes.ingest import scan_cohort
+
+    from .conftest import run_config_for_tests
+
+    src = tmp_path / "cohorts" / "c1"
+    src.mkdir(parents=True)
+    write(src)
+    storage = GenoembedStorage(cohorts_root=str(tmp_path / "cohorts"), results_root=str(tmp_path / "results"))
+    resources = {"storage": storage, "compute": ComputeResource(device="cpu")}
+    instance = dg.DagsterInstance.ephemeral()
+    register_cohort(instance, "c1", list(scan_cohort(src).blocks["block_id"]))
+    assets = list(defs.assets)
+    cohort = dg.materialize(assets, selection=["cohort_input", "phenotypes"], partition_key="c1",
+                            instance=instance, resources=resources, raise_on_error=False)
+    block = None
+    if blocks:
+        selection = ["block_genotypes", "block_embeddings"] if phase1 else ["block_genotypes"]
+        block = dg.materialize(assets, selection=selection, tags=cohort_range_tags(instance, "c1"), instance=instance,
+                               resources=resources, raise_on_error=False,
+                               run_config={"ops": {"block_embeddings": run_config_for_tests()["ops"]["block_embeddings"]}}
+                               if phase1 else None)
+    return instance, storage, cohort, block
+
+
+def _genotype_only(folder):
+    from .fixtures_genotypes import make_cohort, write_plink
+
+    write_plink(folder, make_cohort())
+
+
+def test_genotype_only_cohort_passes_its_checks(tmp_path):
+    instance, storage, result, _ = _inputs(tmp_path, _genotype_only)
+    assert result.success
+    for check in ["subject_ids_consistent", "phenotypes_usable", "phenotypes_cover_subjects"]:
+        assert _check(result, check).passed, check
+    assert "genotype-only" in _check(result, "subject_ids_consistent").metadata["message"].value
+    table = pd.read_parquet(storage.cohort_dir("c1") / "phenotypes.parquet")
+    assert list(table.columns) == ["subject_id"] and list(table["subject_id"]) == [f"S{i:03d}" for i in range(40)]
+    mat = latest_materialization(instance, "phenotypes", "c1")
+    assert metadata_value(mat, "phenotypes") == "no phenotypes" and metadata_value(mat, "has_phenotypes") is False
+    assert metadata_value(mat, "n_traits") == 0
+    assert metadata_value(latest_materialization(instance, "cohort_input", "c1"), "phenotypes") == "no phenotypes"
+
+
+def _tenth_missing(folder):
+    from .fixtures_genotypes import make_cohort, write_plink
+
+    c = make_cohort()
+    write_plink(folder, c)
+    pheno = c.phenotypes().rename(columns={"subject_id": "IID"})
+    pheno.drop(index=[0, 9, 18, 27]).to_csv(folder / "phenotypes.csv", index=False)
+
+
+def test_subjects_missing_from_phenotypes_are_a_warning(tmp_path):
+    instance, storage, result, _ = _inputs(tmp_path, _tenth_missing)
+    assert result.success
+    assert _check(result, "subject_ids_consistent").passed  # not a blocking failure
+    assert _check(result, "phenotypes_usable").passed
+    warn = _check(result, "phenotypes_cover_subjects")
+    assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN
+    assert warn.metadata["n_subjects_missing"].value == 4
+    assert "4 of 40 genotyped subject(s)" in warn.metadata["message"].value
+    table = pd.read_parquet(storage.cohort_dir("c1") / "phenotypes.parquet")
+    assert len(table) == 40 and table.set_index("subject_id").loc[["S000", "S009", "S018", "S027"]].isna().all().all()
+    assert metadata_value(latest_materialization(instance, "phenotypes", "c1"), "n_subjects_missing") == 4
+
+
+def _npy_with_fam_and_empty_block(folder):
+    from .fixtures_genotypes import make_cohort, write_fam, write_npy_only
+
+    c = make_cohort(missing=0.0)
+    c.genotypes[:, 42:] = 2  # chr1_b0002 monomorphic
+    write_npy_only(folder, c)
+    write_fam(folder / "study.fam", c.subject_ids)
+    c.phenotypes().to_csv(folder / "phenotypes.csv", index=False)
+
+
+def test_skipped_block_is_recorded_not_failed(tmp_path):
+    instance, storage, result, blocks = _inputs(tmp_path, _npy_with_fam_and_empty_block, blocks=True, phase1=True)
+    assert result.success and blocks.success
+    mat = latest_materialization(instance, "cohort_input", "c1")
+    assert metadata_value(mat, "subject_order_source") == "study.fam"
+    assert metadata_value(mat, "n_blocks") == 2 and metadata_value(mat, "n_skipped_blocks") == 1
+    [skipped] = metadata_value(mat, "skipped_blocks")
+    assert skipped["block_id"] == "chr1_b0002" and "8 monomorphic" in skipped["reason"]
+    # every block partition is materialized, the skipped one recorded as absent with its reason
+    keys = {str(multi_key("c1", b)) for b in ["chr1_b0000", "chr1_b0001", "chr1_b0002"]}
+    for asset in ("block_genotypes", "block_embeddings"):
+        assert keys <= instance.get_materialized_partitions(dg.AssetKey(asset)), asset
+    assert _check(blocks, "block_matrix_valid").passed
+    [obs] = instance.fetch_observations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("block_genotypes"), asset_partitions=[str(multi_key("c1", "chr1_b0002"))]), limit=1).records
+    meta = obs.asset_observation.metadata
+    assert meta["present"].value is False and "no variant left after QC" in meta["skipped"].value
+    assert not (storage.phase1_dir("c1", "chr1_b0002")).exists()

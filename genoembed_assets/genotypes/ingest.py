@@ -39,6 +39,7 @@ Policies:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -67,6 +68,7 @@ __all__ = [
     "ingest_cohort",
     "load_or_compute_pcs",
     "scan_cohort",
+    "skipped_blocks",
 ]
 
 QC = "qc.json"
@@ -324,6 +326,14 @@ def ingest_cohort(
                         has_eigenvec=eigenvec is not None, fingerprint=fp, seconds=seconds,
                         subject_order_source=src.subject_order_source, skipped_blocks=skipped_blocks,
                         phenotypes=pheno_info, n_variants_in_skipped_blocks=n_in_skipped)
+
+
+def skipped_blocks(folder: str | Path) -> dict[str, str]:
+    """``block_id -> reason`` of the blocks an ingest left out (qc.json ``skipped_blocks``); {} when none."""
+    path = Path(folder) / QC
+    if not path.exists():
+        return {}
+    return {b["block_id"]: b["reason"] for b in json.loads(path.read_text()).get("skipped_blocks", [])}
 
 
 def _remove_stale(out_dir: Path) -> None:

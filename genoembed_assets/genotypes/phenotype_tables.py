@@ -34,7 +34,7 @@ import pandas as pd
 from .errors import CohortInputError
 from .ids import check_ids, id_columns, is_id_name
 
-__all__ = ["align_phenotypes", "find_phenotype_files", "load_phenotypes", "read_phenotype_table"]
+__all__ = ["align_phenotypes", "find_phenotype_files", "load_phenotypes", "phenotype_coverage", "read_phenotype_table"]
 
 TABLE_NAMES = ("phenotypes.csv", "phenotypes.tsv")
 TRAIT_SUFFIXES = (".pheno", ".phen")
@@ -211,3 +211,34 @@ def load_phenotypes(folder: str | Path, subject_ids: Sequence[str],
     info = {"files": [p.name for p in files], "id_column": ", ".join(dict.fromkeys(id_cols)),
             "traits": list(aligned.columns[1:]), **counts}
     return aligned, info
+
+
+def phenotype_coverage(table: pd.DataFrame, info: dict | None = None) -> dict:
+    """How far an aligned table covers its subjects: per-trait counts and the missing subjects.
+
+    ``info`` is the ingest's phenotype summary (qc.json ``phenotypes``); without
+    it, subjects whose traits are all missing count as missing.
+    """
+    traits = table.drop(columns="subject_id")
+    if info and "n_subjects_missing" in info:
+        n_missing, shown = int(info["n_subjects_missing"]), list(info.get("missing_subjects", []))
+        extra = int(info.get("n_rows_not_genotyped", 0))
+    else:
+        absent = traits.isna().all(axis=1) if traits.shape[1] else pd.Series(False, index=table.index)
+        n_missing, shown, extra = int(absent.sum()), list(table.loc[absent, "subject_id"].astype(str)[:5]), 0
+    summary = pd.DataFrame({
+        "trait": traits.columns,
+        "n_observed": traits.notna().sum().to_numpy(),
+        "n_missing": traits.isna().sum().to_numpy(),
+        "mean": traits.mean().to_numpy(),
+        "sd": traits.std().to_numpy(),
+    })
+    if n_missing:
+        message = (f"{n_missing} of {len(table)} genotyped subject(s) have no phenotype row (kept, traits missing; "
+                   f"tests use complete cases per trait), e.g. {', '.join(shown)}")
+    else:
+        message = f"all {len(table)} genotyped subjects have a phenotype row"
+    if extra:
+        message += f"; {extra} phenotype row(s) without genotypes dropped"
+    return {"n_subjects_missing": n_missing, "missing_subjects": shown, "n_rows_not_genotyped": extra,
+            "summary": summary, "message": message}

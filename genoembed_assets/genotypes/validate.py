@@ -57,13 +57,15 @@ def validate_ingested_cohort(
         pheno_ids = pd.read_csv(pheno_path, usecols=["subject_id"], dtype=str)["subject_id"].to_numpy()
         if len(pheno_ids) != n or not np.array_equal(pheno_ids, subjects):
             id_problems.append(f"{pheno_path}: subject IDs differ from subjects.tsv in content or order")
-    else:
-        id_problems.append(f"{pheno_path}: missing")
+    # no phenotype table is a genotype-only cohort, not an inconsistency
     if pcs is not None and not np.array_equal(pcs["subject_id"].astype(str).to_numpy(), subjects):
         id_problems.append("ancestry PCs: subject IDs differ from subjects.tsv in content or order")
     outcomes.append(CheckOutcome(
         "subject_ids_consistent", not id_problems,
-        "subjects.tsv, phenotypes and PCs list the same subjects in the same order" if not id_problems else "; ".join(id_problems),
+        ("subjects.tsv, phenotypes and PCs list the same subjects in the same order" if pheno_path.exists()
+         else "no phenotype table (genotype-only cohort); PCs, if given, match subjects.tsv")
+        if not id_problems else "; ".join(id_problems),
+        {"has_phenotypes": pheno_path.exists()},
     ))
 
     bad_values, bad_shapes, missing_by_block = [], [], {}

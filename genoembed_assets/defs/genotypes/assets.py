@@ -12,6 +12,7 @@ import pandas as pd
 
 from ... import storage as atomic
 from ...genotypes import ingest, layout, qc
+from ...genotypes.phenotype_tables import phenotype_coverage
 from ...genotypes.validate import validate_ingested_cohort
 from ..metadata import check_results, markdown_table
 from ..partitions import (
@@ -48,8 +49,8 @@ class IngestConfig(dg.Config):
     group_name="inputs",
     kinds={"python", "numpy"},
     check_specs=[dg.AssetCheckSpec(name, asset="cohort_input", blocking=True, description=d) for name, d in INPUT_CHECKS],
-    description="A cohort folder (original layout, PLINK or VCF) validated, filtered and normalised "
-    "into the original layout under results/<cohort>/input.",
+    description="A cohort folder (original .npy layout, PLINK 1/2 or VCF) validated, filtered and normalised "
+    "into the original layout under results/<cohort>/input. Blocks QC leaves empty are skipped and listed.",
 )
 def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
@@ -75,6 +76,10 @@ def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storag
             "n_subjects": n_subjects,
             "n_blocks": len(manifest),
             "n_variants": int(manifest["n_snps"].sum()),
+            "subject_order_source": report.subject_order_source,
+            "n_skipped_blocks": len(report.skipped_blocks),
+            "skipped_blocks": dg.MetadataValue.json(report.skipped_blocks),
+            "phenotypes": dg.MetadataValue.json(report.phenotypes) if report.has_phenotypes else "no phenotypes",
             "variant_filtering": dg.MetadataValue.json(filtering) if filtering else "not reported",
             "blocks": markdown_table(manifest[["block_id", "chrom", "start", "end", "n_snps"]]),
         },
@@ -82,36 +87,65 @@ def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storag
     )
 
 
+PHENOTYPE_COVERAGE = "phenotypes_cover_subjects"
+
+
 @dg.asset(
     partitions_def=cohort_partitions,
     group_name="inputs",
     deps=["cohort_input"],
     kinds={"pandas", "parquet"},
-    check_specs=[dg.AssetCheckSpec("phenotypes_usable", asset="phenotypes", blocking=True,
-                                   description="Every trait is numeric and at most half missing.")],
-    description="The cohort's phenotype table aligned to the genotyped subjects (results/<cohort>/phenotypes.parquet).",
+    check_specs=[
+        dg.AssetCheckSpec("phenotypes_usable", asset="phenotypes", blocking=True,
+                          description="Every trait is numeric and at most half missing (passes with no phenotypes)."),
+        dg.AssetCheckSpec(PHENOTYPE_COVERAGE, asset="phenotypes",
+                          description="Every genotyped subject has a phenotype row (warning: those without are "
+                          "kept with missing traits)."),
+    ],
+    description="The cohort's phenotype table aligned to the genotyped subjects (results/<cohort>/phenotypes.parquet): "
+    "subject_id plus one column per trait; subject_id only for a genotype-only cohort.",
 )
 def phenotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
     inp = storage.input_dir(cohort)
-    table = layout.read_phenotypes(inp / layout.PHENOTYPES, layout.read_subjects(inp))
+    subjects = layout.read_subjects(inp)
+    has_table = (inp / layout.PHENOTYPES).exists()
+    table = layout.read_phenotypes(inp / layout.PHENOTYPES, subjects) if has_table else pd.DataFrame({"subject_id": subjects})
     path = atomic.write_parquet(storage.cohort_dir(cohort) / "phenotypes.parquet", table)
+    if not has_table:
+        context.log.info(f"{cohort}: no phenotypes (genotype-only cohort); wrote subject_id only")
+        message = "no phenotypes: genotype-only cohort"
+        return dg.MaterializeResult(
+            metadata={"path": dg.MetadataValue.path(str(path)), "n_subjects": len(table), "n_traits": 0,
+                      "has_phenotypes": False, "phenotypes": "no phenotypes"},
+            check_results=[dg.AssetCheckResult(check_name=name, passed=True, metadata={"message": message})
+                           for name in ("phenotypes_usable", PHENOTYPE_COVERAGE)],
+        )
+    qc_path = inp / "qc.json"
+    info = json.loads(qc_path.read_text()).get("phenotypes", {}) if qc_path.exists() else {}
+    coverage = phenotype_coverage(table, info)
     traits = table.drop(columns="subject_id")
-    summary = pd.DataFrame({
-        "trait": traits.columns,
-        "n_observed": traits.notna().sum().to_numpy(),
-        "mean": traits.mean().to_numpy(),
-        "sd": traits.std().to_numpy(),
-    })
     worst = traits.isna().mean()
     too_missing = worst[worst > 0.5]
+    n_missing = coverage["n_subjects_missing"]
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(path)), "n_subjects": len(table), "traits": markdown_table(summary)},
-        check_results=[dg.AssetCheckResult(
-            check_name="phenotypes_usable", passed=too_missing.empty and traits.shape[1] > 0,
-            metadata={"message": "every trait observed in at least half the subjects" if too_missing.empty
-                      else f"traits more than half missing: {list(too_missing.index)}"},
-        )],
+        metadata={"path": dg.MetadataValue.path(str(path)), "n_subjects": len(table), "n_traits": traits.shape[1],
+                  "has_phenotypes": True, "n_subjects_missing": n_missing,
+                  "source_files": dg.MetadataValue.json(info.get("files", [])),
+                  "traits": markdown_table(coverage["summary"])},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="phenotypes_usable", passed=too_missing.empty and traits.shape[1] > 0,
+                metadata={"message": "every trait observed in at least half the subjects" if too_missing.empty
+                          else f"traits more than half missing: {list(too_missing.index)}"},
+            ),
+            dg.AssetCheckResult(
+                check_name=PHENOTYPE_COVERAGE, passed=n_missing == 0, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"message": coverage["message"], "n_subjects_missing": n_missing,
+                          "missing_subjects": dg.MetadataValue.json(coverage["missing_subjects"]),
+                          "n_rows_not_genotyped": coverage["n_rows_not_genotyped"]},
+            ),
+        ],
     )
 
 
@@ -161,7 +195,7 @@ BLOCK_CHECK = "block_matrix_valid"
     check_specs=[dg.AssetCheckSpec(BLOCK_CHECK, asset="block_genotypes", blocking=True,
                                    description="Every block in the run is int8 in {-1, 0, 1, 2} with its manifest shape.")],
     description="One LD block of one cohort: int8 genotypes (-1 = missing) with QC figures. "
-    "A block the cohort does not have is recorded as absent.",
+    "A block the cohort does not have, or that QC left empty, is recorded as absent with the reason.",
 )
 def block_genotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> dg.MaterializeResult:
     rows, problems = [], []
@@ -169,11 +203,15 @@ def block_genotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage
         inp = storage.input_dir(cohort)
         manifest = layout.read_manifest(inp).set_index("block_id")
         n_subjects = len(layout.read_subjects(inp))
+        skipped = ingest.skipped_blocks(inp)
         for block in blocks:
             key = str(multi_key(cohort, block))
             if block not in manifest.index:
-                rows.append({"cohort": cohort, "block_id": block, "present": False})
-                context.log_event(dg.AssetObservation("block_genotypes", partition=key, metadata={"present": False}))
+                # skipped by the ingest's QC (with its reason) or a block this cohort does not have
+                reason = skipped.get(block, "the cohort has no variant in this block")
+                rows.append({"cohort": cohort, "block_id": block, "present": False, "skipped": reason})
+                context.log_event(dg.AssetObservation("block_genotypes", partition=key,
+                                                      metadata={"present": False, "skipped": reason}))
                 continue
             row = manifest.loc[block]
             try:
