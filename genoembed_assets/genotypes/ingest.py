@@ -54,11 +54,11 @@ import pandas as pd
 from .. import storage
 from .errors import CohortInputError
 from .layout import BlockArray, find_eigenvec, read_eigenvec, write_cohort
-from .pcs import genotype_pcs
 from .phenotype_tables import load_phenotypes
 from .qc import block_qc, filter_variants
 from .sources import VARIANT_COLUMNS, VARIANTS, Format, Source, detect_format
 from .sources import open_source as _open_source
+from .ancestry import load_or_compute_pcs  # re-exported: callers import it from here
 
 __all__ = [
     "CohortScan",
@@ -352,43 +352,3 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out_dir)
-
-
-def load_or_compute_pcs(
-    folder: str | Path,
-    *,
-    n_pcs: int = 10,
-    seed: int = 0,
-    maf_min: float = 0.01,
-    max_variants: int = 20_000,
-    max_variants_per_block: int = 2000,
-) -> pd.DataFrame:
-    """Ancestry PCs of a cohort: its ``.eigenvec`` if it has one, else computed.
-
-    Parameters
-    ----------
-    folder
-        A cohort folder in any format, typically the ingested ``input/`` folder.
-    n_pcs, seed, maf_min, max_variants
-        Passed to :func:`.pcs.genotype_pcs` when computing; a given eigenvec
-        keeps its first ``n_pcs`` columns.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``subject_id, PC1..PCk`` in the cohort's subject order (k <= n_pcs);
-        ``attrs['source']`` is ``'eigenvec'`` or ``'computed'``.
-    """
-    folder = Path(folder)
-    src = _open_source(folder, max_variants_per_block)
-    ids = list(src.subjects["subject_id"])
-    eig_path = find_eigenvec(folder)
-    if eig_path is not None:
-        pcs = read_eigenvec(eig_path, ids)
-        pcs = pcs[["subject_id"] + [c for c in pcs.columns if c != "subject_id"][:n_pcs]]
-        pcs.attrs["source"] = "eigenvec"
-        return pcs
-    genotypes = (g for _, g, _ in src.iter_blocks(mmap=True))
-    pcs = genotype_pcs(genotypes, ids, n_pcs=n_pcs, seed=seed, maf_min=maf_min, max_variants=max_variants)
-    pcs.attrs["source"] = "computed"
-    return pcs

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ... import storage as atomic
-from ...genotypes import ingest, layout, qc
+from ...genotypes import ancestry, ingest, layout, qc
 from ...genotypes.phenotype_tables import phenotype_coverage
 from ...genotypes.validate import validate_ingested_cohort
 from ..metadata import check_results, markdown_table
@@ -150,8 +150,18 @@ def phenotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> 
 
 
 class PcsConfig(dg.Config):
+    """Ancestry covariates (see genotypes/pcs.py and genotypes/pc_diagnosis.py).
+
+    ``drop_regional``: leave PCs carried by one region out of the adjustment (default);
+    ``keep_pcs``: PCs kept even when regional (the override, e.g. ["PC3"]).
+    """
+
     n_pcs: int = 10
     seed: int = 0
+    ld_r2: float = 0.2
+    exclude_high_ld_regions: bool = True
+    drop_regional: bool = True
+    keep_pcs: list[str] = []
 
 
 @dg.asset(
@@ -159,27 +169,56 @@ class PcsConfig(dg.Config):
     group_name="inputs",
     deps=["cohort_input"],
     kinds={"pandas", "parquet"},
-    check_specs=[dg.AssetCheckSpec("pcs_match_subjects", asset="ancestry_pcs", blocking=True,
-                                   description="PCs are finite and cover exactly the genotyped subjects.")],
+    check_specs=[
+        dg.AssetCheckSpec("pcs_match_subjects", asset="ancestry_pcs", blocking=True,
+                          description="PCs are finite and cover exactly the genotyped subjects."),
+        dg.AssetCheckSpec("pcs_genome_wide", asset="ancestry_pcs",
+                          description="No PC is carried by one region (warning; regional PCs are left out of the adjustment)."),
+    ],
     description="Ancestry PCs: the cohort's .eigenvec when given, else computed from the genotypes "
-    "(missing-aware). results/<cohort>/pcs.parquet",
+    "(LD-pruned, long-range LD regions excluded, missing-aware); each PC diagnosed, and PCs carried by one "
+    "region left out of the adjustment. results/<cohort>/pcs.parquet (used), pcs_all.parquet, pc_diagnosis.parquet",
 )
 def ancestry_pcs(context: dg.AssetExecutionContext, config: PcsConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
     inp = storage.input_dir(cohort)
-    table = ingest.load_or_compute_pcs(inp, n_pcs=config.n_pcs, seed=config.seed)
-    source = table.attrs.get("source", "unknown")
-    context.log.info(f"ancestry PCs for {cohort!r}: {source}")
-    path = atomic.write_parquet(storage.cohort_dir(cohort) / "pcs.parquet", table)
+    cov = ancestry.ancestry_covariates(inp, n_pcs=config.n_pcs, seed=config.seed, ld_r2=config.ld_r2,
+                                       exclude_high_ld=config.exclude_high_ld_regions,
+                                       drop_regional=config.drop_regional, keep=config.keep_pcs)
+    context.log.info(f"ancestry PCs for {cohort!r}: {cov.source}; used {cov.pcs.shape[1] - 1} of {cov.all_pcs.shape[1] - 1}")
+    out = storage.cohort_dir(cohort)
+    atomic.write_parquet(out / "pcs_all.parquet", cov.all_pcs)
+    atomic.write_parquet(out / "pc_diagnosis.parquet", cov.diagnosis)
+    path = atomic.write_parquet(out / "pcs.parquet", cov.pcs)
     subjects = layout.read_subjects(inp)
-    values = table.drop(columns="subject_id").to_numpy(dtype=float)
-    ok = np.array_equal(table["subject_id"].astype(str).to_numpy(), subjects) and np.isfinite(values).all()
+    values = cov.all_pcs.drop(columns="subject_id").to_numpy(dtype=float)
+    ok = np.array_equal(cov.all_pcs["subject_id"].astype(str).to_numpy(), subjects) and np.isfinite(values).all()
+    regional = cov.diagnosis[cov.diagnosis["regional"]] if len(cov.diagnosis) else cov.diagnosis
+    if regional.empty:
+        local_msg = f"all {values.shape[1]} PCs are genome-wide"
+    else:
+        action = {True: "left out of the adjustment", False: "kept (drop_regional=False or keep_pcs)"}
+        local_msg = "; ".join(
+            f"{r['pc']} is carried by {r['region']} (R2 {r['region_r2']:.2f} there vs {r['rest_r2']:.2f} elsewhere): "
+            f"{action[not bool(r['used'])]}" for _, r in regional.iterrows()
+        )
+    report = {k: v for k, v in cov.report.items() if k != "regions_excluded"}
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(path)), "source": source, "n_pcs": values.shape[1], "n_subjects": len(table)},
-        check_results=[dg.AssetCheckResult(
-            check_name="pcs_match_subjects", passed=bool(ok),
-            metadata={"message": "PCs finite and aligned to subjects.tsv" if ok else "PCs not aligned to subjects or not finite"},
-        )],
+        metadata={
+            "path": dg.MetadataValue.path(str(path)), "source": cov.source, "n_pcs": values.shape[1],
+            "pcs_used": [c for c in cov.pcs.columns if c != "subject_id"], "n_subjects": len(cov.all_pcs),
+            "dropped_regional_pcs": dg.MetadataValue.json(cov.dropped),
+            "diagnosis": markdown_table(cov.diagnosis.round(3)),
+            **({"computation": dg.MetadataValue.json(report)} if report else {}),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="pcs_match_subjects", passed=bool(ok),
+                metadata={"message": "PCs finite and aligned to subjects.tsv" if ok else "PCs not aligned to subjects or not finite"},
+            ),
+            dg.AssetCheckResult(check_name="pcs_genome_wide", passed=regional.empty, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"message": local_msg, "regional_pcs": list(regional["pc"]) if len(regional) else []}),
+        ],
     )
 
 

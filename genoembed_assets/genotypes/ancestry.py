@@ -1,0 +1,115 @@
+"""A cohort's ancestry covariates: its ``.eigenvec`` or PCs computed the field's way, then diagnosed.
+
+:func:`load_or_compute_pcs` returns the PCs (given or computed, see
+:mod:`.pcs`); :func:`ancestry_covariates` adds the per-PC diagnosis of
+:mod:`.pc_diagnosis` and the subset of PCs that the analyses adjust for:
+every PC except the regional ones, unless the user keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .layout import find_eigenvec, read_eigenvec
+from .pc_diagnosis import diagnose_pcs
+from .pcs import cohort_pcs
+from .sources import open_source
+
+__all__ = ["AncestryCovariates", "ancestry_covariates", "load_or_compute_pcs"]
+
+
+def load_or_compute_pcs(
+    folder: str | Path,
+    *,
+    n_pcs: int = 10,
+    seed: int = 0,
+    maf_min: float = 0.01,
+    max_variants: int = 20_000,
+    max_variants_per_block: int = 2000,
+    ld_r2: float = 0.2,
+    exclude_high_ld: bool = True,
+) -> pd.DataFrame:
+    """Ancestry PCs of a cohort: its ``.eigenvec`` if it has one, else computed.
+
+    Parameters
+    ----------
+    folder
+        A cohort folder in any format, typically the ingested ``input/`` folder.
+    n_pcs, seed, maf_min, max_variants, ld_r2, exclude_high_ld
+        Passed to :func:`.pcs.cohort_pcs` when computing; a given eigenvec
+        keeps its first ``n_pcs`` columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``subject_id, PC1..PCk`` in the cohort's subject order (k <= n_pcs);
+        ``attrs['source']`` is ``'eigenvec'`` or ``'computed'``;
+        ``attrs['report']`` the computation's counts (computed PCs only).
+    """
+    folder = Path(folder)
+    src = open_source(folder, max_variants_per_block)
+    ids = list(src.subjects["subject_id"])
+    eig_path = find_eigenvec(folder)
+    if eig_path is not None:
+        pcs = read_eigenvec(eig_path, ids)
+        pcs = pcs[["subject_id"] + [c for c in pcs.columns if c != "subject_id"][:n_pcs]]
+        pcs.attrs["source"] = "eigenvec"
+        pcs.attrs["path"] = str(eig_path)
+        return pcs
+    pcs, report = cohort_pcs(src.iter_blocks(mmap=True), ids, build=src.build, n_pcs=n_pcs, seed=seed, maf_min=maf_min,
+                             max_variants=max_variants, ld_r2=ld_r2, exclude_high_ld=exclude_high_ld)
+    pcs.attrs["source"] = "computed"
+    pcs.attrs["report"] = report
+    return pcs
+
+
+@dataclass
+class AncestryCovariates:
+    """PCs, their diagnosis and the ones the analyses adjust for.
+
+    ``all_pcs``: every PC; ``pcs``: ``subject_id`` + the PCs used for
+    adjustment; ``diagnosis``: :func:`.pc_diagnosis.diagnose_pcs` plus a
+    ``used`` column; ``dropped``: regional PCs left out, with their region.
+    """
+
+    all_pcs: pd.DataFrame
+    pcs: pd.DataFrame
+    diagnosis: pd.DataFrame
+    source: str
+    dropped: list[dict] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+
+
+def ancestry_covariates(
+    folder: str | Path,
+    *,
+    n_pcs: int = 10,
+    seed: int = 0,
+    ld_r2: float = 0.2,
+    exclude_high_ld: bool = True,
+    drop_regional: bool = True,
+    keep: Sequence[str] = (),
+    max_variants_per_block: int = 2000,
+) -> AncestryCovariates:
+    """PCs (given or computed), diagnosed; regional ones dropped unless ``drop_regional=False`` or in ``keep``."""
+    folder = Path(folder)
+    pcs = load_or_compute_pcs(folder, n_pcs=n_pcs, seed=seed, ld_r2=ld_r2, exclude_high_ld=exclude_high_ld,
+                              max_variants_per_block=max_variants_per_block)
+    src = open_source(folder, max_variants_per_block)
+    diagnosis = diagnose_pcs(pcs, src.iter_blocks(mmap=True), build=src.build)
+    keep = {str(k) for k in keep}
+    unknown = keep - set(pcs.columns)
+    if unknown:
+        raise ValueError(f"keep names PCs the table does not have: {sorted(unknown)}; it has {[c for c in pcs.columns if c != 'subject_id']}")
+    regional = set(diagnosis.loc[diagnosis["regional"], "pc"]) if len(diagnosis) else set()
+    left_out = regional - keep if drop_regional else set()
+    diagnosis["used"] = ~diagnosis["pc"].isin(left_out) if len(diagnosis) else []
+    used = [c for c in pcs.columns if c != "subject_id" and c not in left_out]
+    dropped = [{"pc": r["pc"], "region": r["region"], "region_r2": round(float(r["region_r2"]), 3),
+                "rest_r2": round(float(r["rest_r2"]), 3)} for _, r in diagnosis.iterrows() if r["pc"] in left_out]
+    table = pcs[["subject_id", *used]].copy()
+    return AncestryCovariates(pcs, table, diagnosis, pcs.attrs.get("source", "unknown"), dropped, pcs.attrs.get("report", {}))
