@@ -119,7 +119,7 @@ def test_subject_order_and_source(tmp_path, write, fmt, source, has_fid):
     write(src)
     assert detect_format(src) == fmt
     scan = scan_cohort(src)
-    assert scan.n_subjects == 40
+    assert scan.n_subjects == 40 and scan.subject_order_source == source
     report, qc = ingest(src, tmp_path)
     out = tmp_path / "out"
     assert list(read_subjects(out)) == IDS  # count and order

@@ -81,6 +81,7 @@ class CohortScan:
     ``blocks`` has ``block_id, chrom, start, end, n_snps`` in genomic order;
     ``n_snps`` counts variants before QC. ``skipped`` counts variants left out
     by policy (multiallelic, no ALT, unknown contigs, outside every block).
+    ``subject_order_source`` names the file that gives the subject order.
     """
 
     folder: Path
@@ -90,6 +91,7 @@ class CohortScan:
     blocks: pd.DataFrame
     fingerprint: str
     skipped: dict = field(default_factory=dict)
+    subject_order_source: str = ""
 
     @property
     def n_variants(self) -> int:
@@ -190,7 +192,8 @@ def scan_cohort(folder: str | Path, *, max_variants_per_block: int = 2000) -> Co
     src = _open_source(folder, max_variants_per_block)
     return CohortScan(folder=folder, format=src.format, build=src.build, n_subjects=len(src.subjects),
                       blocks=src.blocks[["block_id", "chrom", "start", "end", "n_snps"]].reset_index(drop=True),
-                      fingerprint=fingerprint(folder), skipped=src.skipped)
+                      fingerprint=fingerprint(folder), skipped=src.skipped,
+                      subject_order_source=src.subject_order_source)
 
 
 def _tables(src: Source, log: Callable[[str], object]) -> tuple[pd.DataFrame | None, dict, pd.DataFrame | None]:

@@ -25,12 +25,15 @@ from .plink import PlinkFileset, open_plink
 from .subject_order import subject_order
 from .vcf import VCF_SUFFIXES, VcfSet, iter_dosages, open_vcfs
 
-__all__ = ["DEFAULT_BUILD", "Format", "Source", "VARIANTS", "VARIANT_COLUMNS", "detect_format", "open_source"]
+__all__ = ["DEFAULT_BUILD", "ENTRY_SUFFIXES", "Format", "Source", "VARIANTS", "VARIANT_COLUMNS", "detect_format",
+           "open_source"]
 
 Format = Literal["original", "plink", "plink2", "vcf"]
 VARIANTS = "variants.parquet"
 DEFAULT_BUILD = "hg19"
 VARIANT_COLUMNS = ["block_id", "chrom", "pos", "id", "ref", "alt", "source_index"]
+# a file with one of these endings (or a manifest.tsv) means the folder holds genotypes
+ENTRY_SUFFIXES = (".bed", ".pgen") + VCF_SUFFIXES
 
 
 def _visible_files(folder: Path) -> list[Path]:
