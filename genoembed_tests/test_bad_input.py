@@ -185,6 +185,21 @@ def two_phenotype_tables(tmp):
     return src
 
 
+def pheno_and_cov_share_a_column(tmp):
+    src = _plink(tmp)
+    pheno = pd.read_csv(src / "phenotypes.csv", dtype=str).rename(columns={"subject_id": "IID"})
+    (src / "phenotypes.csv").unlink()
+    pheno.to_csv(src / "study.pheno", sep=" ", index=False)
+    pheno[["IID", "age"]].to_csv(src / "study.cov", sep=" ", index=False)
+    return src
+
+
+def named_phenotypes_absent(tmp):
+    src = _vcf(tmp)
+    (src / "cohort.json").write_text(json.dumps({"phenotypes": ["traits.pheno"]}))
+    return src
+
+
 def ambiguous_formats(tmp):  # .npy blocks and a PLINK fileset, no cohort.json choice
     src = _original(tmp)
     write_in_format("plink", src, COHORT)
@@ -318,6 +333,8 @@ CASES: list[tuple[Callable[[Path], Path], list[str]]] = [
     (pheno_short_row, ["study.pheno", "line 7", "expected 4 whitespace-separated columns", "got 3"]),
     (pheno_no_id_column, ["phenotypes.csv", "header", "no subject ID column (found person", "IID"]),
     (two_phenotype_tables, ["in", "several phenotype tables (other.pheno, phenotypes.csv)", '"phenotypes"']),
+    (pheno_and_cov_share_a_column, ["study.cov", "trait column 'age' is also in study.pheno"]),
+    (named_phenotypes_absent, ["cohort.json", "key 'phenotypes'", "'traits.pheno', which is not in"]),
     (ambiguous_formats, ["in", "original (manifest.tsv), plink (cohort.bed)", '{"format": "npy | plink"}']),
     (format_choice_absent, ["cohort.json", "key 'format'", "'plink2'", "holds no PLINK 2", "vcf (cohort.vcf)"]),
     (npy_no_subject_order, ["in", "no subject order for the .npy blocks", "subjects.tsv", ".fam / .eigenvec"]),
