@@ -197,16 +197,15 @@ def load_phenotypes(folder: str | Path, subject_ids: Sequence[str],
     files = find_phenotype_files(folder, settings)
     if not files:
         return None, {"files": []}
-    merged, id_cols = None, []
+    merged, id_cols, origin = None, [], {}
     for path in files:
         table = read_phenotype_table(path)
         id_cols.append(table.attrs["id_column"])
-        if merged is not None:
-            clash = sorted(set(table.columns[1:]) & set(merged.columns[1:]))
-            if clash:
-                raise CohortInputError(path, f"trait column {clash[0]!r} is also in {files[0].name}; rename one")
-            table = merged.merge(table, on="subject_id", how="outer", sort=False)
-        merged = table
+        clash = [c for c in table.columns[1:] if c in origin]
+        if clash:
+            raise CohortInputError(path, f"trait column {clash[0]!r} is also in {origin[clash[0]]}; rename one")
+        origin.update({c: path.name for c in table.columns[1:]})
+        merged = table if merged is None else merged.merge(table, on="subject_id", how="outer", sort=False)
     aligned, counts = align_phenotypes(merged, subject_ids, files[0] if len(files) == 1 else Path(folder))
     info = {"files": [p.name for p in files], "id_column": ", ".join(dict.fromkeys(id_cols)),
             "traits": list(aligned.columns[1:]), **counts}
