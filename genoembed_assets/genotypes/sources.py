@@ -102,9 +102,9 @@ def detect_format(folder: str | Path) -> Format:
         return fmt
     if len(found) > 1:
         listed = ", ".join(f"{k} ({v})" for k, v in found.items())
-        choice = " | ".join("npy" if k == "original" else k for k in found)
+        choice = " or ".join(f'{{"format": "{"npy" if k == "original" else k}"}}' for k in found)
         raise CohortInputError(folder, f"several genotype formats in one folder: {listed}; name the one to use in "
-                               f'cohort.json as {{"format": "{choice}"}}, or keep one')
+                               f"cohort.json, {choice}, or keep one")
     return next(iter(found))
 
 
