@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import dagster as dg
@@ -39,6 +39,7 @@ class StageResult:
     asset_keys: list[str]
     seconds: float
     failed_checks: list[str]
+    warned_checks: list[str] = field(default_factory=list)  # WARN checks that did not pass, with their messages
 
 
 class PipelineError(RuntimeError):
@@ -131,10 +132,10 @@ def materialize_cohort(
         ]
         if not result.success:
             raise _stage_failure(cohort, name, result, failed)
-        results.append(StageResult(name, [k.to_user_string() for k in keys], seconds, failed))
-        log(f"stage '{name}' done in {seconds:.1f} s")
         warned = [f"{e.asset_key.to_user_string()}:{e.check_name}: {_message(e)}"
                   for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
+        results.append(StageResult(name, [k.to_user_string() for k in keys], seconds, failed, warned))
+        log(f"stage '{name}' done in {seconds:.1f} s")
         for line in warned:
             log(f"  WARN {line}")
         if failed:

@@ -15,6 +15,7 @@ from datetime import timedelta
 import dagster as dg
 
 from ... import analysis as an
+from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
 from ..resources import GenoembedStorage
@@ -42,7 +43,7 @@ def analysis_asset(name: str, *, deps: list, checks: list[tuple[str, str]], desc
         deps=deps,
         kinds={"pandas", "parquet", "matplotlib"},
         check_specs=[dg.AssetCheckSpec(check, asset=name, description=text) for check, text in checks],
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=AFTER_EVERY_BLOCK,
         freshness_policy=ANALYSIS_FRESHNESS,
         description=description,
     )

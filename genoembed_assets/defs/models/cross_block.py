@@ -15,6 +15,7 @@ from ...genotypes import layout
 from ...genotypes.errors import CohortInputError
 from ...genotypes.genes import annotate_blocks_with_genes
 from ...models import CROSS_BLOCK_PRESETS, BlockEmbeddingStore, fit_cross_block, plot_block_importance, save_cross_block_result
+from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
 from ..resources import ComputeResource, GenoembedStorage
@@ -71,12 +72,12 @@ def open_phase1_store(storage: GenoembedStorage, cohort: str) -> BlockEmbeddingS
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("subject_embeddings", group_name="phase2", kinds={"pytorch", "parquet"},
-                     automation_condition=dg.AutomationCondition.eager(),
+                     automation_condition=AFTER_EVERY_BLOCK,
                      deps=[dg.AssetDep("block_embeddings", partition_mapping=all_blocks_of_cohort)],
                      description="Phase 2: one embedding per subject from the cross-block Transformer "
                      "(results/<cohort>/phase2/subject_embeddings.parquet)."),
         dg.AssetSpec("block_importance", group_name="phase2", kinds={"parquet"},
-                     automation_condition=dg.AutomationCondition.eager(),
+                     automation_condition=AFTER_EVERY_BLOCK,
                      deps=[dg.AssetDep("block_embeddings", partition_mapping=all_blocks_of_cohort)],
                      description="Attention-derived importance of each block, with genes, spread across "
                      "subjects, heads and seeds, rank, and rank stability across seeds."),
