@@ -10,15 +10,28 @@ linear ancestry signal, so clusters reflect structure *beyond* ancestry, which
 is the question these analyses ask. Pass ``adjust_for_ancestry=False`` to
 cluster the raw embedding (for example to show that ancestry dominates it).
 
-k choice
---------
+k choice: against a null
+------------------------
 For each k in ``k_range`` (default 2..8) k-means is refitted with
 ``n_seeds`` (default 10) seeds, each on a random 80 % subsample, and labels for
 all subjects are predicted; stability is the mean pairwise adjusted Rand index
-(ARI) of these labelings (1 = the same partition every time). A subsample per
-seed makes this a test of the data, not only of the initialisation. The chosen
-k has the best silhouette among the k whose stability reaches ``stability_min``
-(default 0.8); when none does, the most stable k is taken.
+(ARI) of these labelings (1 = the same partition every time).
+
+Stability alone cannot tell clusters from a blob: a 2-way split of a
+featureless Gaussian is perfectly stable. So each k's silhouette is compared
+with its null: ``n_null`` (default 10) reference data sets of each of two
+families with the data's mean and covariance but no discrete structure, a
+Gaussian (a blob) and a uniform box along the data's principal axes (a
+continuous gradient, such as an admixture cline, is flatter than a Gaussian),
+each clustered the same way. ``silhouette_z`` is the data's silhouette minus
+a family's mean, in units of its spread, for the family closer to the data. A k is
+eligible when it is stable (``stability_min``, default 0.8), its silhouette
+exceeds every reference's, and ``silhouette_z >= z_min`` (default 3); the
+chosen k is the eligible one furthest above its null (largest silhouette
+minus null mean). When no k is eligible the result is **no discrete
+clusters**: ``k = 1``, every subject in cluster 0, and the summary says so.
+The continuous axes (PCA of the clustered features: variance shares) are
+reported either way.
 """
 
 from __future__ import annotations
@@ -86,17 +99,26 @@ class StabilityKMeans(ClusterMixin, BaseEstimator):
         Silhouette is computed on at most this many subjects (it is quadratic).
     n_init : int
         k-means restarts for the final fit of each k.
+    n_null : int
+        Reference data sets per family and k (0 disables the null: the old
+        stability + silhouette rule, which always returns some k >= 2).
+    z_min : float
+        Smallest silhouette z-score against the null for a k to be eligible.
     random_state : int, RandomState or None
 
     Attributes
     ----------
     scan_ : DataFrame
-        Per k: ``k, silhouette, stability_ari, inertia, min_cluster_size, chosen``.
+        Per k: ``k, silhouette, stability_ari, inertia, min_cluster_size,
+        null_gaussian_mean, null_uniform_mean, null_silhouette_mean (the
+        larger), null_silhouette_max, silhouette_z, eligible, chosen``.
     k_ : int
+        1 when no k beats its null (no discrete clusters).
+    discrete_ : bool
     labels_ : ndarray of shape (n_samples,)
-        Labels for the chosen k, numbered from the largest cluster.
-    model_ : KMeans
-        The fitted k-means of the chosen k.
+        Labels for the chosen k, numbered from the largest cluster (all 0 for k = 1).
+    model_ : KMeans or None
+        The fitted k-means of the chosen k (None for k = 1).
     """
 
     def __init__(
@@ -107,6 +129,8 @@ class StabilityKMeans(ClusterMixin, BaseEstimator):
         stability_min: float = 0.8,
         silhouette_sample: int = 2000,
         n_init: int = 4,
+        n_null: int = 10,
+        z_min: float = 3.0,
         random_state=None,
     ):
         self.k_range = k_range
@@ -115,6 +139,8 @@ class StabilityKMeans(ClusterMixin, BaseEstimator):
         self.stability_min = stability_min
         self.silhouette_sample = silhouette_sample
         self.n_init = n_init
+        self.n_null = n_null
+        self.z_min = z_min
         self.random_state = random_state
 
     def fit(self, X, y=None):
@@ -154,18 +180,68 @@ class StabilityKMeans(ClusterMixin, BaseEstimator):
                     }
                 )
         scan = pd.DataFrame(rows)
-        eligible = scan[scan["stability_ari"] >= self.stability_min]
-        best = eligible.loc[eligible["silhouette"].idxmax()] if len(eligible) else scan.loc[scan["stability_ari"].idxmax()]
-        self.k_ = int(best["k"])
+        if self.n_null > 0:
+            null = self._null_silhouettes(X, ks, rng)
+            # z against each reference family; the weaker claim (smaller z) counts
+            z = {}
+            for family, values in null.items():
+                mean = np.array([np.mean(values[k]) for k in ks])
+                sd = np.maximum(np.array([np.std(values[k], ddof=1) if len(values[k]) > 1 else 0.0 for k in ks]), 1e-3)
+                scan[f"null_{family}_mean"] = mean
+                z[family] = (scan["silhouette"].to_numpy() - mean) / sd
+            scan["null_silhouette_mean"] = np.max([scan[f"null_{f}_mean"] for f in null], axis=0)
+            scan["null_silhouette_max"] = [max(max(v[k]) for v in null.values()) for k in ks]
+            scan["silhouette_z"] = np.min(list(z.values()), axis=0)
+            scan["eligible"] = ((scan["stability_ari"] >= self.stability_min) & (scan["silhouette"] > scan["null_silhouette_max"])
+                                & (scan["silhouette_z"] >= self.z_min))
+            eligible = scan[scan["eligible"]]
+            best = eligible.loc[(eligible["silhouette"] - eligible["null_silhouette_mean"]).idxmax()] if len(eligible) else None
+        else:
+            scan["eligible"] = scan["stability_ari"] >= self.stability_min
+            eligible = scan[scan["eligible"]]
+            best = eligible.loc[eligible["silhouette"].idxmax()] if len(eligible) else scan.loc[scan["stability_ari"].idxmax()]
+        self.k_ = 1 if best is None else int(best["k"])
+        self.discrete_ = best is not None
         scan["chosen"] = scan["k"] == self.k_
         self.scan_ = scan
-        self.model_ = models[self.k_]
-        self.labels_ = relabel_by_size(self.model_.labels_)
+        self.model_ = models.get(self.k_)
+        self.labels_ = relabel_by_size(self.model_.labels_) if self.model_ is not None else np.zeros(n, dtype=int)
         return self
 
+    def _null_silhouettes(self, X: np.ndarray, ks: list[int], rng) -> dict[str, dict[int, list[float]]]:
+        """Silhouettes of k-means on references without clusters, with X's mean and covariance.
+
+        Two families, ``n_null`` data sets each, along X's principal axes with
+        its variances: Gaussian (a blob) and uniform (a box: a continuous
+        gradient such as an admixture cline is flatter than a Gaussian, and a
+        2-way cut of it beats the Gaussian's silhouette without being a
+        cluster).
+        """
+        n = X.shape[0]
+        centred = X - X.mean(axis=0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        scale = s / np.sqrt(max(n - 1, 1))  # per-axis standard deviations
+        sample = min(n, self.silhouette_sample)
+        draws = {
+            "gaussian": lambda: rng.standard_normal((n, len(scale))),
+            "uniform": lambda: rng.uniform(-np.sqrt(3), np.sqrt(3), size=(n, len(scale))),  # unit variance
+        }
+        out: dict[str, dict[int, list[float]]] = {family: {k: [] for k in ks} for family in draws}
+        with threadpool_limits(limits=1):
+            for family, draw in draws.items():
+                for _ in range(self.n_null):
+                    ref = (draw() * scale) @ vt + X.mean(axis=0)
+                    for k in ks:
+                        labels = KMeans(k, n_init=2, random_state=rng.randint(2**31 - 1)).fit_predict(ref)
+                        out[family][k].append(float(silhouette_score(ref, labels, sample_size=sample, random_state=rng.randint(2**31 - 1))))
+        return out
+
     def predict(self, X):
-        check_is_fitted(self, "model_")
-        raw = self.model_.predict(check_array(X, dtype=float))
+        check_is_fitted(self, "labels_")
+        X = check_array(X, dtype=float)
+        if self.model_ is None:
+            return np.zeros(X.shape[0], dtype=int)
+        raw = self.model_.predict(X)
         # map the model's raw labels onto the size-ordered numbering of labels_
         mapping = dict(zip(self.model_.labels_, self.labels_))
         return np.array([mapping[v] for v in raw], dtype=int)
@@ -214,6 +290,8 @@ def cluster_subjects(
     k_range: Sequence[int] = DEFAULT_K_RANGE,
     n_seeds: int = 10,
     stability_min: float = 0.8,
+    n_null: int = 10,
+    z_min: float = 3.0,
     hdbscan_min_cluster_size: int | None = None,
     random_state: int = 0,
 ) -> AnalysisResult:
@@ -229,8 +307,8 @@ def cluster_subjects(
         Regress the first ``n_pcs`` PCs out before clustering (default True).
     n_components : int or None
         PCA dimensions clustered on (None keeps all).
-    k_range, n_seeds, stability_min
-        See :class:`StabilityKMeans`.
+    k_range, n_seeds, stability_min, n_null, z_min
+        See :class:`StabilityKMeans` (the null decides whether there are clusters at all).
     hdbscan_min_cluster_size : int, optional
         Default ``max(10, n // 50)``.
     random_state : int
@@ -240,8 +318,10 @@ def cluster_subjects(
     AnalysisResult
         ``table``: ``subject_id, cluster, hdbscan_cluster, pc1, pc2`` (pc1/pc2:
         the first two axes of the clustered features, for the scatter).
-        ``tables["k_scan"]``: the per-k scan. ``summary``: ``k``,
-        ``silhouette``, ``stability_ari``, ``cluster_sizes``,
+        ``tables["k_scan"]``: the per-k scan. ``summary``: ``k`` (1: no
+        discrete clusters), ``discrete_clusters``, ``verdict`` (one sentence),
+        ``best_k_tested`` and its ``silhouette_z``, ``continuous_axes``
+        (variance share of the first 3 axes), ``silhouette``, ``stability_ari``, ``cluster_sizes``,
         ``hdbscan_n_clusters``, ``hdbscan_noise_fraction``,
         ``hdbscan_ari_vs_kmeans`` (on subjects HDBSCAN does not call noise),
         ``adjusted_for_ancestry``, ``n_subjects``.
@@ -259,7 +339,8 @@ def cluster_subjects(
     if not np.isfinite(values).all():
         raise ValueError("the embedding contains missing or non-finite values")
     features = cluster_features(values, ancestry, n_components, random_state)
-    model = StabilityKMeans(k_range=k_range, n_seeds=n_seeds, stability_min=stability_min, random_state=random_state).fit(features)
+    model = StabilityKMeans(k_range=k_range, n_seeds=n_seeds, stability_min=stability_min, n_null=n_null, z_min=z_min,
+                            random_state=random_state).fit(features)
     labels = model.labels_
     density = hdbscan_labels(features, hdbscan_min_cluster_size)
     dense = density >= 0
@@ -274,9 +355,27 @@ def cluster_subjects(
             "pc2": coords[:, 1] if coords.shape[1] > 1 else 0.0,
         }
     )
-    chosen = model.scan_.loc[model.scan_["chosen"]].iloc[0]
+    scan = model.scan_
+    margin = scan["silhouette"] - scan.get("null_silhouette_mean", 0.0)
+    tested = scan.loc[margin.idxmax()]
+    chosen = scan.loc[scan["chosen"]].iloc[0] if model.discrete_ else tested
+    centred = features - features.mean(axis=0)
+    spectrum = np.linalg.svd(centred, compute_uv=False) ** 2
+    shares = (spectrum / spectrum.sum())[:3] if spectrum.sum() > 0 else np.zeros(0)
+    z = float(tested.get("silhouette_z", float("nan")))
+    if model.discrete_:
+        verdict = f"{model.k_} discrete clusters (silhouette {chosen['silhouette']:.3f}, z {z:.1f} above the Gaussian and uniform nulls)"
+    else:
+        verdict = (f"no discrete clusters: the best split (k={int(tested['k'])}, silhouette {tested['silhouette']:.3f}, "
+                   f"stability {tested['stability_ari']:.2f}) is not above Gaussian and uniform nulls of the same covariance (z {z:.1f}); "
+                   f"structure is continuous, leading axes carry {', '.join(f'{v:.0%}' for v in shares)} of the variance")
     summary = {
         "k": model.k_,
+        "discrete_clusters": bool(model.discrete_),
+        "verdict": verdict,
+        "best_k_tested": int(tested["k"]),
+        "silhouette_z": z,
+        "continuous_axes": [round(float(v), 4) for v in shares],
         "silhouette": float(chosen["silhouette"]),
         "stability_ari": float(chosen["stability_ari"]),
         "cluster_sizes": np.bincount(labels).tolist(),

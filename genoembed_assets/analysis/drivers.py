@@ -5,6 +5,11 @@ report eta squared (share of the feature's variance explained by cluster
 membership) and its correlation with the main embedding axis (PC1 of the
 subject embedding, usually ancestry). A block that leads with genotype PCs far
 behind is structure beyond ancestry.
+
+When the clustering found no discrete clusters (k = 1), there is no membership
+to explain: features are then ranked by ``r2_axis1``, their squared
+correlation with the first axis of the clustered (ancestry-adjusted) features,
+i.e. what drives the continuous structure.
 """
 
 from __future__ import annotations
@@ -74,11 +79,14 @@ def block_drivers(
         ``leading_block_eta2``, ``top_genotype_pc``, ``top_genotype_pc_eta2``,
         ``block_leads`` (a block ranks first), ``n_subjects``.
     """
-    labels, block_features, pcs, embedding = align_subjects(labels[[SUBJECT_ID, cluster_column]], block_features, pcs, embedding)
+    keep = [SUBJECT_ID, cluster_column] + [c for c in ("pc1",) if c in labels.columns]
+    labels, block_features, pcs, embedding = align_subjects(labels[keep], block_features, pcs, embedding)
     clusters = labels[cluster_column].to_numpy()
     blocks = feature_columns(block_features)
     pc_values = ancestry_matrix(pcs, n_pcs)
-    pc_names = [f"PC{i}" for i in range(1, pc_values.shape[1] + 1)]
+    # the PCs ancestry_matrix chose (regional PCs may be missing from the table)
+    named = [f"PC{i}" for i in range(1, n_pcs + 1) if f"PC{i}" in pcs.columns]
+    pc_names = named if len(named) == pc_values.shape[1] else [f"PC{i}" for i in range(1, pc_values.shape[1] + 1)]
     values = np.column_stack([block_features[blocks].to_numpy(dtype=float), pc_values])
     main_axis = pc1_scores(embedding[feature_columns(embedding)].to_numpy(dtype=float))
     table = pd.DataFrame(
@@ -89,18 +97,26 @@ def block_drivers(
             "corr_main_axis": _correlations(values, main_axis),
         }
     )
-    table = rank_by_eta(table)
+    discrete = len(np.unique(clusters)) > 1
+    if "pc1" in labels.columns or not discrete:
+        axis = labels["pc1"].to_numpy(dtype=float) if "pc1" in labels.columns else main_axis
+        table["r2_axis1"] = _correlations(values, axis) ** 2
+    if not discrete:
+        table["eta2"] = np.nan
+    table = rank_by_eta(table, "eta2" if discrete else "r2_axis1")
     lead = table.iloc[0]
     block_rows = table[table["kind"] == "block"]
     pc_rows = table[table["kind"] == "genotype_pc"]
+    score = "eta2" if discrete else "r2_axis1"
     summary = {
+        "explains": "cluster membership" if discrete else "continuous axis 1 (no discrete clusters)",
         "leading_feature": str(lead["feature"]),
         "leading_kind": str(lead["kind"]),
-        "leading_eta2": float(lead["eta2"]),
+        "leading_eta2": float(lead[score]),
         "leading_block": str(block_rows.iloc[0]["feature"]) if len(block_rows) else None,
-        "leading_block_eta2": float(block_rows.iloc[0]["eta2"]) if len(block_rows) else float("nan"),
-        "top_genotype_pc": str(pc_rows.iloc[0]["feature"]),
-        "top_genotype_pc_eta2": float(pc_rows.iloc[0]["eta2"]),
+        "leading_block_eta2": float(block_rows.iloc[0][score]) if len(block_rows) else float("nan"),
+        "top_genotype_pc": str(pc_rows.iloc[0]["feature"]) if len(pc_rows) else None,
+        "top_genotype_pc_eta2": float(pc_rows.iloc[0][score]) if len(pc_rows) else float("nan"),
         "block_leads": bool(lead["kind"] == "block"),
         "n_subjects": int(len(clusters)),
     }

@@ -49,9 +49,9 @@ def _soft_weights(a: np.ndarray, bound: float) -> np.ndarray:
     return s / (np.linalg.norm(s) or 1.0)
 
 
-def _fit_once(x, k, bound, n_init, max_iter, rng):
+def _fit_once(x, k, bound, n_init, max_iter, rng, w0=None):
     p = x.shape[1]
-    w = np.full(p, 1 / np.sqrt(p))
+    w = np.full(p, 1 / np.sqrt(p)) if w0 is None else w0
     labels = None
     for _ in range(max_iter):
         km = KMeans(k, n_init=n_init, random_state=rng.randint(2**31 - 1)).fit(x * np.sqrt(w))
@@ -61,6 +61,29 @@ def _fit_once(x, k, bound, n_init, max_iter, rng):
         if converged:
             break
     return labels, w, float(w @ between_ss(x, labels))
+
+
+def _screen(x: np.ndarray, k: int, rng) -> np.ndarray:
+    """Each feature's own 1-D k-means between-SS share, minus the median share (a univariate screen).
+
+    From uniform weights, the first partition of many noise features plus one
+    structured feature follows the noise, and the weights then reinforce that
+    partition (a local optimum); a feature whose own 1-D k-means explains the
+    most is where a real partition shows first.
+    """
+    share = np.zeros(x.shape[1])
+    for j in range(x.shape[1]):
+        col = x[:, j:j + 1]
+        labels = KMeans(k, n_init=2, random_state=rng.randint(2**31 - 1)).fit_predict(col)
+        total = ((col - col.mean()) ** 2).sum()
+        share[j] = between_ss(col, labels)[0] / total if total > 0 else 0.0
+    return np.maximum(share - np.median(share), 0) + 1e-9
+
+
+def _best_fit(x, k, bound, n_init, max_iter, rng, screen):
+    """The better (higher weighted between-SS) of a uniform start and one from the screen."""
+    starts = [None, _soft_weights(screen, bound)]
+    return max((_fit_once(x, k, bound, n_init, max_iter, rng, w0) for w0 in starts), key=lambda fit: fit[2])
 
 
 class SparseKMeans(ClusterMixin, BaseEstimator):
@@ -121,14 +144,16 @@ class SparseKMeans(ClusterMixin, BaseEstimator):
             else:
                 bounds = list(np.geomspace(1.1, max(1.1, np.sqrt(p)), self.n_bounds))
             self.gaps_ = {}
+            screen = _screen(x, self.n_clusters, rng)
             if len(bounds) > 1:
                 permuted = [np.column_stack([rng.permutation(col) for col in x.T]) for _ in range(self.n_permutations)]
+                screens = [_screen(xp, self.n_clusters, rng) for xp in permuted]
                 for b in bounds:
-                    observed = _fit_once(x, self.n_clusters, b, self.n_init, self.max_iter, rng)[2]
-                    null = [_fit_once(xp, self.n_clusters, b, self.n_init, self.max_iter, rng)[2] for xp in permuted]
+                    observed = _best_fit(x, self.n_clusters, b, self.n_init, self.max_iter, rng, screen)[2]
+                    null = [_best_fit(xp, self.n_clusters, b, self.n_init, self.max_iter, rng, sc)[2] for xp, sc in zip(permuted, screens)]
                     self.gaps_[float(b)] = float(np.log(observed) - np.mean(np.log(null)))
                 bounds = [max(self.gaps_, key=self.gaps_.get)]
             self.l1_bound_ = float(bounds[0])
-            labels, self.weights_, _ = _fit_once(x, self.n_clusters, self.l1_bound_, self.n_init * 3, self.max_iter, rng)
+            labels, self.weights_, _ = _best_fit(x, self.n_clusters, self.l1_bound_, self.n_init * 3, self.max_iter, rng, screen)
         self.labels_ = relabel_by_size(labels)
         return self
