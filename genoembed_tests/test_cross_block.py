@@ -9,20 +9,24 @@ import torch
 
 from genoembed_assets.genotypes.errors import CohortInputError
 from genoembed_assets.genotypes.genes import annotate_blocks_with_genes
-from genoembed_assets.models._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
+from genoembed_assets.models._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer, draw_block_mask
 from genoembed_assets.models._cross_block_training import (
-    _Standardizer,
-    draw_block_mask,
     effective_rank,
     fit_cross_block,
     plot_block_importance,
     save_cross_block_result,
-    shared_axes,
 )
 from genoembed_assets.models._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore, synthetic_block_embeddings
+from genoembed_assets.models._importance import bh_qvalues, heldout_r2, importance_masks, ld_neighbours, null_permutations
+from genoembed_assets.models._standardize import Standardizer, shared_axes
 
-TINY = CrossBlockConfig(width=16, layers=1, heads=2, epochs=2, patience=2, batch_size=16, seeds=(0, 1), importance_mask_draws=1)
+TINY = CrossBlockConfig(width=16, layers=1, heads=2, epochs=2, patience=2, batch_size=16, seeds=(0, 1), importance_mask_draws=1,
+                        importance_permutations=10)
 PLANTED = (2, 7, 13)
+# Adjacent blocks (same chromosome, 0 Mb apart) sharing a factor with each other only: LD, nothing distal.
+LD_PAIR = (16, 17)
+NEW_COLUMNS = {"importance_r2", "importance_r2_distal", "importance_z", "importance_p", "importance_p_empirical",
+               "importance_q", "ld_only", "attention_mean"}
 
 
 def _write_store(tmp_path, data, meta):
@@ -53,10 +57,28 @@ def tiny():
     return data, meta
 
 
+def _with_ld_pair(data, meta, pair=LD_PAIR, effect=2.5, seed=11):
+    """Put ``pair`` side by side on one chromosome and let them share a 3-level factor nobody else carries."""
+    rng = np.random.default_rng(seed)
+    data, meta = data.copy(), meta.copy()
+    a, b = pair
+    meta.loc[b, "chrom"] = meta.loc[a, "chrom"]
+    meta.loc[b, "start"] = meta.loc[a, "end"]
+    meta.loc[b, "end"] = meta.loc[b, "start"] + 1_500_000
+    assert (meta["chrom"] == meta.loc[a, "chrom"]).sum() == 2  # nothing else on that chromosome
+    factor = rng.integers(0, 3, size=len(data))
+    for block in pair:
+        means = rng.normal(size=(3, data.shape[2]))
+        data[:, block, :] += effect * (means / np.linalg.norm(means, axis=1, keepdims=True))[factor]
+    return data, meta
+
+
 @pytest.fixture(scope="module")
 def planted_result():
-    # 20 blocks sharing a strong ancestry factor; 3 also share a hidden stratum.
-    data, meta, _ = synthetic_block_embeddings(400, 20, 4, strong_blocks=PLANTED, ancestry_effect=1.5, strong_effect=2.5, seed=3)
+    # 20 blocks sharing a strong ancestry factor; 3 on different chromosomes also
+    # share a hidden stratum; an adjacent pair shares another factor only with each other.
+    data, meta, _ = synthetic_block_embeddings(500, 20, 4, strong_blocks=PLANTED, ancestry_effect=1.5, strong_effect=2.5, seed=3)
+    data, meta = _with_ld_pair(data, meta)
     # Fixed 40 epochs (patience = epochs): the stratum is learned after a plateau.
     config = CrossBlockConfig(width=32, layers=2, heads=2, dropout=0.0, epochs=40, patience=40, batch_size=32, lr=6e-3, seeds=(0, 1, 2), importance_mask_draws=2)
     return fit_cross_block(InMemoryEmbeddingStore(data, meta), config)
@@ -108,7 +130,7 @@ def test_store_names_block_with_non_finite_values(tmp_path, tiny):
 def test_shared_axes_find_ancestry_not_the_stratum():
     data, meta, _ = synthetic_block_embeddings(400, 20, 4, strong_blocks=PLANTED, ancestry_effect=1.5, strong_effect=2.5, seed=3)
     store = InMemoryEmbeddingStore(data, meta)
-    standardize = _Standardizer(store, np.arange(400))
+    standardize = Standardizer(store, np.arange(400))
     standardize.shared, _ = shared_axes(standardize(store.get(np.arange(400))), standardize.active, None)
     assert standardize.shared.shape == (80, 2)  # the 2-D ancestry, spread over all blocks
     np.testing.assert_allclose(standardize.shared.T @ standardize.shared, np.eye(2), atol=1e-5)
@@ -149,7 +171,8 @@ def test_fit_tiny_store_shapes_and_finite(tmp_path, tiny):
     assert result.importance_by_seed.shape == (2, 6)
     np.testing.assert_allclose(result.importance_by_seed.sum(axis=1), 1.0, atol=1e-9)
     table = result.block_importance
-    assert {"block_id", "chrom", "start", "end", "importance_mean", "importance_std", "importance_seed_std", "rank"} <= set(table)
+    assert {"block_id", "chrom", "start", "end", "importance_mean", "importance_std", "importance_seed_std", "rank"} | NEW_COLUMNS <= set(table)
+    assert result.metrics["importance_subjects"] == result.metrics["n_val"] == 12  # held-out subjects only (val_fraction 0.2)
     assert table["importance_mean"].sum() == pytest.approx(1.0)
     assert sorted(table["rank"]) == list(range(1, 7))
     assert set(result.curves["seed"]) == {0, 1}
@@ -167,12 +190,105 @@ def test_fit_is_reproducible(tiny):
     np.testing.assert_array_equal(first.importance_by_seed, second.importance_by_seed)
 
 
-def test_planted_blocks_rank_top(planted_result):
+def test_planted_blocks_rank_top_and_beat_the_null(planted_result):
     table = planted_result.block_importance
+    print(table[["block_id", "rank", "importance_r2", "importance_r2_distal", "importance_z", "importance_p", "importance_q", "ld_only"]])
     assert sorted(table.loc[list(PLANTED), "rank"]) == [1, 2, 3]
+    assert (table.loc[list(PLANTED), "importance_p"] < 0.01).all()
+    assert (table.loc[list(PLANTED), "importance_q"] < 0.05).all()
+    assert not table.loc[list(PLANTED), "ld_only"].any()
     # Not carried by one lucky seed: every seed puts the planted blocks above uniform.
     assert (planted_result.importance_by_seed[:, list(PLANTED)].mean(axis=1) > 1.5 / len(table)).all()
     assert planted_result.metrics["shared_factors_removed"] >= 1  # ancestry found and regressed out
+
+
+def test_null_blocks_roughly_calibrated(planted_result):
+    table = planted_result.block_importance
+    null = table.drop(index=list(PLANTED) + list(LD_PAIR))
+    assert (null["importance_p"] < 0.05).mean() < 0.2
+    assert (null["importance_q"] >= 0.05).all()
+    assert ((null["importance_p_empirical"] > 0) & (null["importance_p_empirical"] <= 1)).all()
+
+
+def test_adjacent_pair_is_ld_only(planted_result):
+    table = planted_result.block_importance
+    pair = table.loc[list(LD_PAIR)]
+    # They do predict each other (full R2 well above the background) ...
+    assert (pair["importance_r2"] > table.drop(index=list(PLANTED) + list(LD_PAIR))["importance_r2"].max()).all()
+    # ... but only through LD: flagged, judged on the distal statistic, not important.
+    assert pair["ld_only"].all() and (pair["ld_neighbours"] == 1).all()
+    assert (pair["importance_p"] >= 0.05).all() and (pair["importance_q"] >= 0.05).all()
+    assert (pair["rank"] > len(PLANTED)).all()
+    assert np.allclose(pair["importance_z"], planted_result.importance.z_distal[list(LD_PAIR)])
+
+
+def test_beats_null_check_fails_without_structure():
+    from genoembed_assets.defs.models.cross_block import _beats_null_check, _valid_check
+
+    data, meta, _ = synthetic_block_embeddings(300, 10, 4, strong_blocks=(), seed=5)
+    config = CrossBlockConfig(width=16, layers=1, heads=2, dropout=0.0, epochs=8, patience=8, batch_size=32, seeds=(0, 1), importance_mask_draws=2)
+    result = fit_cross_block(InMemoryEmbeddingStore(data, meta), config)
+    check = _beats_null_check(result.block_importance)
+    assert not check.passed
+    assert "no block's importance exceeds its permutation null" in check.metadata["message"].value
+    assert _valid_check(result.block_importance, result.importance_by_seed).passed
+    broken = result.block_importance.assign(importance_p=np.nan)
+    assert not _valid_check(broken, result.importance_by_seed).passed
+
+
+def test_ld_neighbours_by_chromosome_and_gap():
+    meta = pd.DataFrame({"block_id": list("abcde"), "chrom": ["6", "chr6", "6", "5", "6"],
+                         "start": [30_000_000, 31_000_000, 33_200_000, 31_000_000, 40_000_000],
+                         "end": [31_000_000, 31_500_000, 33_500_000, 31_500_000, 41_000_000]})
+    near = ld_neighbours(meta, 2.0)
+    assert near[0, 1] and near[1, 2] and not near[0, 2]  # touching; 1.7 Mb apart; 2.2 Mb apart
+    assert not near[1, 3]  # same interval, other chromosome
+    assert not near[:, 4].any() and not near.diagonal().any() and (near == near.T).all()
+    assert not ld_neighbours(meta, 0.0)[1, 2] and ld_neighbours(meta, 0.0)[0, 1]
+
+
+def test_closed_masks_hide_neighbours_too():
+    near = np.zeros((6, 6), bool)
+    near[0, 1] = near[1, 0] = True
+    plain, closed = importance_masks(300, near, CrossBlockConfig(importance_mask_draws=3), 0)
+    assert plain.shape == closed.shape == (3, 300, 6)
+    assert (closed >= plain).all()
+    assert (closed[..., 0] == closed[..., 1]).all()  # a neighbour pair is always hidden together
+    assert (closed[..., 2:] == plain[..., 2:]).all()
+
+
+def test_null_permutes_each_block_independently():
+    perms = null_permutations(50, 4, 3, 0)
+    assert perms.shape == (3, 50, 4)
+    assert all(sorted(perms[r, :, b]) == list(range(50)) for r in range(3) for b in range(4))
+    assert not (perms[0, :, 0] == perms[0, :, 1]).all()
+
+
+def test_target_only_null_equals_shuffling_the_block():
+    """A hidden block's prediction ignores its own value: re-pairing targets is the same as shuffling that block."""
+    torch.manual_seed(0)
+    model = CrossBlockTransformer([3, 3, 3, 3], [0, 0, 1, 2], [1.0, 2.0, 3.0, 4.0], CrossBlockConfig(width=16, layers=1, heads=2, dropout=0.0))
+    x, weight = torch.randn(10, 4, 3), torch.ones(4, 3)
+    masks = torch.rand(2, 10, 4) < 0.3
+    perms = null_permutations(10, 4, 3, 0)
+    r2 = heldout_r2(model, x, weight, [masks], perms)
+    with torch.no_grad():
+        for r in range(3):
+            for b in range(4):
+                shuffled = x.clone()
+                shuffled[:, b] = x[torch.from_numpy(perms[r][:, b]), b]
+                sse = ss = 0.0
+                for mask in masks:
+                    pred = model(shuffled, mask).token_pred
+                    sse += float((((pred - shuffled) ** 2).sum(-1) * mask)[:, b].sum())
+                    ss += float(((shuffled**2).sum(-1) * mask)[:, b].sum())
+                assert r2[0, r + 1, b] == pytest.approx(1 - sse / ss, abs=1e-5)
+
+
+def test_bh_qvalues():
+    q = bh_qvalues(np.array([0.01, 0.04, 0.03, 0.5]))
+    np.testing.assert_allclose(q, [0.04, 0.16 / 3, 0.16 / 3, 0.5], atol=1e-12)
+    assert (bh_qvalues(np.array([0.9, 0.95])) <= 1).all()
 
 
 def test_no_collapse_on_synthetic(planted_result):
@@ -217,6 +333,8 @@ def test_effective_rank_bounds():
         ({"seeds": ()}, "seeds must be a non-empty"),
         ({"seeds": (1, 1)}, "distinct"),
         ({"shared_factors": -2}, "shared_factors"),
+        ({"importance_permutations": 1}, "importance_permutations"),
+        ({"importance_ld_window_mb": -1.0}, "importance_ld_window_mb"),
     ],
 )
 def test_bad_config_raises(overrides, match):

@@ -16,8 +16,11 @@ def test_structure_blocks_rank_above_background(demo_pipeline):
     structure = table.loc[truth["structure_blocks"], "rank"]
     background = table.loc[truth["background_blocks"], "rank"]
     print("structure ranks", structure.to_dict(), "best background", background.min())
-    # the strongly structured HLA class II blocks lead everything
-    assert table.loc[truth["strong_structure_blocks"], "rank"].max() <= len(truth["strong_structure_blocks"])
+    # the strongly structured HLA class II blocks lead everything and beat their permutation null
+    strong = table.loc[truth["strong_structure_blocks"]]
+    print(strong[["rank", "importance_r2", "importance_r2_distal", "importance_z", "importance_p", "importance_q", "ld_only"]])
+    assert strong["rank"].max() <= len(truth["strong_structure_blocks"])
+    assert (strong["importance_p"] < 0.01).all() and not strong["ld_only"].any()
     # every planted block, the weak PDE4D one included, ranks above the median background block
     assert structure.max() < background.median()
 
@@ -26,8 +29,13 @@ def test_block_importance_table_contents(demo_pipeline):
     table = pd.read_parquet(demo_pipeline.results / "phase2" / "block_importance.parquet")
     manifest = pd.read_csv(demo_pipeline.results / "input" / "manifest.tsv", sep="\t")
     assert sorted(table["block_id"]) == sorted(manifest["block_id"])
-    assert {"genes", "importance_mean", "importance_std", "rank"} <= set(table.columns)
+    assert {"genes", "importance_mean", "importance_std", "rank", "importance_r2", "importance_r2_distal", "importance_z",
+            "importance_p", "importance_p_empirical", "importance_q", "ld_only", "attention_mean"} <= set(table.columns)
     assert np.isclose(table["importance_mean"].sum(), 1.0, atol=1e-4)
+    assert table[["importance_p", "importance_q"]].apply(lambda c: c.between(0, 1)).all().all()
+    # the null blocks are not flooded with significance
+    null = table.set_index("block_id").loc[demo_pipeline.truth["null_blocks"]]
+    assert (null["importance_q"] < 0.05).mean() <= 0.2
     assert sorted(table["rank"]) == list(range(1, len(table) + 1))
     hla = table.set_index("block_id").loc[demo_pipeline.truth["locus_blocks"]["HLA_DRDQ"], "genes"]
     assert "HLA-DRB1" in hla and "HLA-DQA1" in hla
@@ -46,6 +54,8 @@ def test_subject_embeddings_and_metadata(demo_pipeline):
     assert -1 <= corr <= 1 and corr > 0.1
     imp = latest_materialization(demo_pipeline.instance, "block_importance", "demo")
     assert 0 < metadata_value(imp, "rank_stability_spearman") <= 1
+    assert metadata_value(imp, "significant_blocks") >= 2
+    assert "importance_z" in metadata_value(imp, "top_blocks")
     assert "data:image/png;base64," in metadata_value(imp, "preview")
     png = demo_pipeline.results / "phase2" / "block_importance.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -53,7 +63,8 @@ def test_subject_embeddings_and_metadata(demo_pipeline):
 
 def test_phase2_checks(demo_pipeline):
     for asset, check in [("subject_embeddings", "embedding_finite_and_not_collapsed"),
-                         ("block_importance", "importance_normalized")]:
+                         ("block_importance", "importance_beats_null"),
+                         ("block_importance", "importance_valid")]:
         key = dg.AssetCheckKey(dg.AssetKey(asset), check)
         record = demo_pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
         assert record.event.dagster_event.event_specific_data.passed, check

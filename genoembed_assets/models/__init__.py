@@ -1,4 +1,4 @@
-"""Pure torch models (no Dagster): Phase 1 block VAE and its trainer."""
+"""Pure torch models (no Dagster): Phase 1 block VAE, Phase 2 cross-block Transformer, block importance."""
 
 from ._block_training import (
     BlockFit,
@@ -15,6 +15,8 @@ from ._block_vae import PRESETS, BlockVAE, BlockVAEConfig, LossOutput, StackedBl
 from ._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
 from ._cross_block_training import CrossBlockResult, fit_cross_block, plot_block_importance, save_cross_block_result
 from ._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore
+from ._importance import ImportanceResult, ld_neighbours, measure_importance
+from ._standardize import Standardizer, shared_axes
 from ._keys import GENOTYPE_CLASSES, METRIC_KEYS, TENSOR_KEYS
 from ._schedules import BETA_SCHEDULES, kl_weight, learning_rate
 from ._synthetic import synthetic_genotypes
@@ -25,7 +27,12 @@ __all__ = [
     "CrossBlockConfig",
     "CrossBlockResult",
     "CrossBlockTransformer",
+    "ImportanceResult",
     "InMemoryEmbeddingStore",
+    "Standardizer",
+    "ld_neighbours",
+    "measure_importance",
+    "shared_axes",
     "fit_cross_block",
     "plot_block_importance",
     "save_cross_block_result",

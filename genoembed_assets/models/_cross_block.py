@@ -15,12 +15,11 @@ The objective is masked-block modelling with two heads:
 
 Inputs are standardized and whitened per block, and axes that every block
 shares (ancestry) are regressed out before modelling (see
-``_cross_block_training.shared_axes``): otherwise every
-block predicts every other one and attention carries no block-specific
-signal. Block importance (computed in ``_cross_block_training``) is the
-attention that hidden-block queries pay to each visible block, each query
-weighted by how well its block is predicted: blocks that inform other blocks
-beyond shared ancestry receive it, blocks that inform nothing do not.
+``_standardize.shared_axes``): otherwise every block predicts every other one
+and no block-specific signal is left. Block importance (``_importance``) is
+how well the token head predicts a hidden block from the others on held-out
+subjects, tested against a permutation null, with a guard against blocks
+that predict each other only through LD.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ __all__ = [
     "CrossBlockConfig",
     "CrossBlockOutput",
     "CrossBlockTransformer",
+    "draw_block_mask",
     "sinusoidal_encoding",
 ]
 
@@ -71,7 +71,8 @@ class CrossBlockConfig:
     patience
         Epochs without validation improvement before stopping.
     val_fraction
-        Fraction of subjects held out for early stopping, in (0, 0.5].
+        Fraction of subjects held out, in (0, 0.5]: used for early stopping
+        and, never fitted on, for block importance and its null.
     seeds
         One model is trained per seed; importance is reported across seeds.
     shared_factors
@@ -80,9 +81,18 @@ class CrossBlockConfig:
         ``shared_axes``), 0 keeps everything, n > 0 removes the top n
         principal components of the concatenated embeddings.
     importance_subjects
-        Subjects (subsampled, seeded) over which attention is averaged.
+        Most held-out (validation) subjects on which importance is measured
+        (subsampled, seeded, when the validation split is larger).
     importance_mask_draws
-        Random block masks per subject when measuring importance.
+        Random block masks per held-out subject when measuring importance
+        (the same masks for the observed data and every null replicate).
+    importance_permutations
+        Permutation-null replicates (held-out subjects shuffled within each
+        block independently); at least 2. See ``_importance``.
+    importance_ld_window_mb
+        Blocks on one chromosome whose intervals lie within this many Mb are
+        LD neighbours: a block must also predict (or be predicted) with its
+        neighbours hidden, or it is reported ``ld_only``.
     distance_subjects
         Subjects (subsampled, seeded) for the Phase 1 vs Phase 2 distance correlation.
     """
@@ -99,19 +109,26 @@ class CrossBlockConfig:
     batch_size: int = 128
     epochs: int = 60
     patience: int = 8
-    val_fraction: float = 0.15
+    val_fraction: float = 0.2
     seeds: tuple[int, ...] = (0, 1, 2)
     shared_factors: int = -1
     importance_subjects: int = 2000
     importance_mask_draws: int = 4
+    importance_permutations: int = 50
+    importance_ld_window_mb: float = 2.0
     distance_subjects: int = 1000
 
     def validate(self) -> "CrossBlockConfig":
         """Raise ``ValueError`` naming the first bad field; return self."""
-        for name in ("width", "layers", "heads", "batch_size", "epochs", "patience", "importance_subjects", "importance_mask_draws", "distance_subjects"):
+        for name in ("width", "layers", "heads", "batch_size", "epochs", "patience", "importance_subjects", "importance_mask_draws",
+                     "importance_permutations", "distance_subjects"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"CrossBlockConfig.{name} must be a positive integer, got {value!r}")
+        if self.importance_permutations < 2:
+            raise ValueError(f"CrossBlockConfig.importance_permutations must be at least 2 (the null needs a spread), got {self.importance_permutations!r}")
+        if not self.importance_ld_window_mb >= 0:
+            raise ValueError(f"CrossBlockConfig.importance_ld_window_mb must be >= 0, got {self.importance_ld_window_mb!r}")
         if self.width % self.heads:
             raise ValueError(f"CrossBlockConfig.width ({self.width}) must be divisible by heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -170,6 +187,18 @@ class CrossBlockOutput(NamedTuple):
     cls: torch.Tensor
     cls_attention: torch.Tensor | None
     received_attention: torch.Tensor | None
+
+
+def draw_block_mask(n: int, n_blocks: int, fraction_min: float, fraction_max: float, generator: torch.Generator) -> torch.Tensor:
+    """Boolean ``(n, n_blocks)`` mask hiding a per-subject random fraction of blocks.
+
+    The fraction is uniform in ``[fraction_min, fraction_max]``; at least one
+    block is hidden and at least one stays visible.
+    """
+    fraction = fraction_min + (fraction_max - fraction_min) * torch.rand(n, generator=generator)
+    count = torch.clamp(torch.round(fraction * n_blocks), 1, n_blocks - 1).long()
+    ranks = torch.rand(n, n_blocks, generator=generator).argsort(dim=1).argsort(dim=1)
+    return ranks < count[:, None]
 
 
 def sinusoidal_encoding(position: torch.Tensor, width: int) -> torch.Tensor:

@@ -1,14 +1,14 @@
-"""Training, block importance and artifacts of the Phase 2 cross-block Transformer.
+"""Training and artifacts of the Phase 2 cross-block Transformer.
 
 Pure torch/numpy/pandas/matplotlib, no Dagster. The entry point is
 :func:`fit_cross_block`; :func:`save_cross_block_result` writes the Phase 2
-artifacts of ``docs/design.md`` atomically.
+artifacts of ``docs/design.md`` atomically. Input standardization lives in
+``_standardize``, block importance and its permutation null in ``_importance``.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,8 +22,10 @@ from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, spearmanr
 
 from .. import storage
-from ._cross_block import CrossBlockConfig, CrossBlockTransformer
+from ._cross_block import CrossBlockConfig, CrossBlockTransformer, draw_block_mask
 from ._embedding_store import BlockEmbeddingStore
+from ._importance import importance_table, measure_importance, rank_stability
+from ._standardize import Standardizer, _Standardizer, shared_axes  # noqa: F401  (re-exported: older imports)
 
 __all__ = [
     "CrossBlockResult",
@@ -35,10 +37,6 @@ __all__ = [
     "rank_stability",
     "save_cross_block_result",
 ]
-
-# A Phase 1 latent whose spread is under this fraction of its block's largest
-# one is a collapsed VAE unit: standardizing it would turn noise into signal.
-_ACTIVE_DIM_RATIO = 0.01
 
 
 @dataclass
@@ -52,19 +50,24 @@ class CrossBlockResult:
         model (seeds' spaces are not aligned, so averaging would blur them).
     block_importance
         ``block_id, chrom, start, end, importance_mean, importance_std,
-        importance_seed_std, importance_head_std, rank, importance_seed{s}...``.
-        Importance is the prediction-weighted attention that hidden-block
-        queries pay to each visible block (see ``_block_importance``),
-        averaged over layers and heads, normalized to sum to 1 per subject.
-        ``importance_mean`` averages over seeds the per-seed mean over subjects;
-        ``importance_std`` is the spread across subjects (mean over seeds),
-        ``importance_seed_std`` across seeds and ``importance_head_std`` across
-        heads. ``cls_attention_mean`` is the plain CLS attention (secondary).
-        Rank 1 is the most important block.
+        importance_seed_std, rank, importance_r2, importance_r2_distal,
+        importance_z, importance_p, importance_p_empirical, importance_q,
+        ld_only, ld_neighbours, attention_mean, cls_attention_mean,
+        importance_seed{s}...`` (see ``_importance``). The statistic is the
+        held-out predictability R2 of each block when hidden (the distal R2,
+        neighbours hidden too, for ``ld_only`` blocks), tested against a
+        permutation null; ``importance_mean`` is its positive part
+        normalized to sum to 1, ``importance_std`` its null sd in the same
+        units, ``importance_seed_std`` the spread across seeds, ``rank`` 1
+        the most important block (ties broken by block order).
+        ``attention_mean`` is the prediction-weighted attention on held-out
+        subjects, ``cls_attention_mean`` the plain CLS attention (secondary).
     importance_by_seed
         ``(n_seeds, n_blocks)``; each row sums to 1.
     rank_stability
         Mean pairwise Spearman correlation of the seeds' importance vectors.
+    importance
+        The full :class:`~._importance.ImportanceResult` (null replicates included).
     distance_correlation
         Pearson correlation of pairwise subject distances, Phase 1
         (concatenated standardized block embeddings) vs Phase 2 (first seed).
@@ -86,21 +89,10 @@ class CrossBlockResult:
     curves: pd.DataFrame
     state_dicts: list[dict]
     metrics: dict = field(default_factory=dict)
+    importance: object = None
 
 
 # --------------------------------------------------------------------------- helpers
-def draw_block_mask(n: int, n_blocks: int, fraction_min: float, fraction_max: float, generator: torch.Generator) -> torch.Tensor:
-    """Boolean ``(n, n_blocks)`` mask hiding a per-subject random fraction of blocks.
-
-    The fraction is uniform in ``[fraction_min, fraction_max]``; at least one
-    block is hidden and at least one stays visible.
-    """
-    fraction = fraction_min + (fraction_max - fraction_min) * torch.rand(n, generator=generator)
-    count = torch.clamp(torch.round(fraction * n_blocks), 1, n_blocks - 1).long()
-    ranks = torch.rand(n, n_blocks, generator=generator).argsort(dim=1).argsort(dim=1)
-    return ranks < count[:, None]
-
-
 def effective_rank(embedding: np.ndarray) -> float:
     """exp(entropy) of the normalized singular values of the centered matrix.
 
@@ -114,117 +106,6 @@ def effective_rank(embedding: np.ndarray) -> float:
     p = s / s.sum()
     p = p[p > 0]
     return float(np.exp(-(p * np.log(p)).sum()))
-
-
-def rank_stability(importance_by_seed: np.ndarray) -> float:
-    """Mean pairwise Spearman correlation between seeds' importance vectors (nan for one seed)."""
-    rows = np.asarray(importance_by_seed)
-    values = [spearmanr(rows[i], rows[j])[0] for i, j in itertools.combinations(range(len(rows)), 2)]
-    return float(np.mean(values)) if values else float("nan")
-
-
-class _Standardizer:
-    """Per block: z-scores, then whitening, from training subjects; collapsed dims zeroed.
-
-    Whitening each block (ridge-regularized inverse square root of its
-    covariance) makes every block contribute decorrelated unit-variance
-    dimensions, so what remains correlated across the concatenation is
-    correlation BETWEEN blocks. With ``shared`` (``(D, r)`` orthonormal axes in
-    the concatenated whitened space) the projection on those axes is removed.
-    """
-
-    def __init__(self, store: BlockEmbeddingStore, index: np.ndarray, *, sample: np.ndarray | None = None):
-        mean, std = store.block_stats(index)
-        real = np.arange(store.k_max)[None, :] < store.dims[:, None]
-        block_max = np.where(real, std, 0).max(axis=1, keepdims=True)
-        active = real & (std > _ACTIVE_DIM_RATIO * block_max) & (std > 1e-8)
-        self.mean = mean.astype(np.float32)
-        self.scale = np.where(active, 1.0 / np.where(active, std, 1.0), 0.0).astype(np.float32)
-        self.active = active.astype(np.float32)
-        self.shared: np.ndarray | None = None
-        z = self.standardized(store.get(index if sample is None else sample)).astype(np.float64)
-        z -= z.mean(axis=0)
-        self.whiten = np.stack([_ridge_whitener(z[:, b, :], active[b]) for b in range(store.n_blocks)]).astype(np.float32)
-
-    def standardized(self, batch: np.ndarray) -> np.ndarray:
-        """Per-dimension z-scores (the Phase 1 space of the distance correlation)."""
-        return (batch - self.mean) * self.scale
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        z = np.einsum("nbk,bkj->nbj", self.standardized(batch), self.whiten)
-        if self.shared is None or self.shared.shape[1] == 0:
-            return z.astype(np.float32, copy=False)
-        flat = z.reshape(len(z), -1)
-        flat = flat - (flat @ self.shared) @ self.shared.T
-        return flat.reshape(z.shape).astype(np.float32, copy=False)
-
-
-def _ridge_whitener(z: np.ndarray, active: np.ndarray, ridge: float = 0.05) -> np.ndarray:
-    """``(k, k)`` matrix W with ``cov(z @ W)`` close to identity on the active dims.
-
-    The ridge (a fraction of the mean eigenvalue) keeps near-empty directions
-    from being blown up into noise of unit variance.
-    """
-    k = z.shape[1]
-    w = np.zeros((k, k))
-    idx = np.flatnonzero(active)
-    if idx.size == 0:
-        return w
-    cov = np.cov(z[:, idx], rowvar=False).reshape(idx.size, idx.size)
-    values, vectors = np.linalg.eigh(cov)
-    values = np.maximum(values, 0) + ridge * max(values.mean(), 1e-12)
-    w[np.ix_(idx, idx)] = vectors @ np.diag(values**-0.5) @ vectors.T
-    return w
-
-
-def shared_axes(
-    z: np.ndarray, active: np.ndarray, n_factors: int | None, *, max_factors: int = 20, min_block_share: float = 0.5
-) -> tuple[np.ndarray, list[dict]]:
-    """Axes of variation that every block shares (ancestry), to be regressed out.
-
-    Parameters
-    ----------
-    z
-        Block-whitened embeddings of a subject subsample, ``(n, blocks, k_max)``
-        (whitening keeps block-specific structure from passing the noise edge).
-    active
-        ``(blocks, k_max)`` 1 for dimensions in use.
-    n_factors
-        Number of leading principal components to remove; None picks them:
-        a component is shared when its variance exceeds the Marchenko-Pastur
-        noise edge and its loadings spread over at least ``min_block_share``
-        of the blocks (effective number of blocks = exp entropy of the
-        per-block loading mass). A factor only a few blocks carry (a planted
-        stratum in the HLA blocks) is kept: it is what Phase 2 should find.
-
-    Returns
-    -------
-    axes
-        ``(blocks * k_max, r)`` orthonormal axes in the flattened space.
-    summary
-        Per inspected component: variance, noise edge, effective blocks, shared.
-    """
-    n, n_blocks, k_max = z.shape
-    flat = (z * active).reshape(n, -1).astype(np.float64)
-    flat = flat - flat.mean(axis=0)
-    _, s, vt = np.linalg.svd(flat, full_matrices=False)
-    variance = s**2 / max(n - 1, 1)
-    n_dims = max(int(active.sum()), 1)
-    edge = (1 + np.sqrt(n_dims / n)) ** 2  # noise edge for unit-variance dimensions
-    chosen, summary = [], []
-    for i in range(min(max_factors, len(s))):
-        mass = (vt[i].reshape(n_blocks, k_max) ** 2).sum(axis=1)
-        mass = mass / mass.sum()
-        nz = mass[mass > 0]
-        eff_blocks = float(np.exp(-(nz * np.log(nz)).sum()))
-        if n_factors is None:
-            shared = bool(variance[i] > edge and eff_blocks >= min_block_share * n_blocks)
-        else:
-            shared = i < n_factors
-        summary.append({"component": i, "variance": float(variance[i]), "noise_edge": float(edge), "effective_blocks": eff_blocks, "shared": shared})
-        if shared:
-            chosen.append(i)
-    return vt[chosen].T.astype(np.float32), summary
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -315,72 +196,6 @@ def _encode(model, store, standardize, index, batch_size, device) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def _normalize(values: torch.Tensor) -> torch.Tensor:
-    return values / values.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-@torch.no_grad()
-def _block_importance(model, store, standardize, index, config, device, seed) -> dict[str, np.ndarray]:
-    """Prediction-weighted attention from hidden blocks to visible blocks.
-
-    Pass 1 hides random blocks (``importance_mask_draws`` draws per subject)
-    and measures, per block, how well the token head predicts it when hidden
-    (R^2 on the standardized residual embedding, clipped at 0). Pass 2 repeats
-    the same masks and lets each hidden block's attention row (averaged over
-    layers) count with that weight, so blocks nobody can predict (noise once
-    shared ancestry is removed) do not spread their arbitrary attention.
-
-    Returns per-subject importance ``(n, blocks)`` (rows sum to 1), per-head
-    means ``(heads, blocks)``, CLS attention means ``(blocks,)`` and the R^2.
-    """
-    model.eval()
-    weight = torch.from_numpy(standardize.active).to(device)
-    n_blocks = store.n_blocks
-
-    def masks(n_rows, generator):
-        return [draw_block_mask(n_rows, n_blocks, config.mask_fraction_min, config.mask_fraction_max, generator).to(device) for _ in range(config.importance_mask_draws)]
-
-    err = torch.zeros(n_blocks, dtype=torch.float64, device=device)
-    var = torch.zeros_like(err)
-    generator = torch.Generator().manual_seed(20_000 + seed)
-    for _, batch in store.iter_batches(index, config.batch_size):
-        x = torch.from_numpy(standardize(batch)).to(device)
-        for mask in masks(len(x), generator):
-            out = model(x, mask)
-            hidden = mask.double()
-            err += ((((out.token_pred - x) ** 2) * weight).sum(-1) * hidden).sum(0)
-            var += (((x**2) * weight).sum(-1) * hidden).sum(0)
-    r2 = (1 - err / var.clamp_min(1e-12)).clamp_min(0.0)
-    # A small floor keeps the measure defined when nothing is predictable.
-    query_weight = (r2 + 1e-3).float()
-
-    per_subject, head_sum, cls_sum = [], None, None
-    generator = torch.Generator().manual_seed(20_000 + seed)  # the same masks as pass 1
-    for _, batch in store.iter_batches(index, config.batch_size):
-        x = torch.from_numpy(standardize(batch)).to(device)
-        total = torch.zeros(len(x), n_blocks, dtype=torch.float64, device=device)
-        seen = torch.zeros_like(total)
-        for mask in masks(len(x), generator):
-            out = model(x, mask, return_attention=True, query_weight=mask.float() * query_weight)
-            visible = (~mask).double()
-            # Received attention counts only on visible keys; per draw a distribution over them.
-            received = out.received_attention.double().mean(dim=1) * visible[:, None, :]  # (n, heads, blocks)
-            heads = _normalize(received)
-            head_sum = heads.sum(0) if head_sum is None else head_sum + heads.sum(0)
-            total += _normalize(received.mean(dim=1))
-            seen += visible
-        per_subject.append(_normalize(total / seen.clamp_min(1)).cpu().numpy())
-        cls = _normalize(model(x, return_attention=True).cls_attention.double()).mean(dim=(1, 2))
-        cls_sum = cls.sum(0) if cls_sum is None else cls_sum + cls.sum(0)
-    n_draws = len(index) * config.importance_mask_draws
-    return {
-        "per_subject": np.concatenate(per_subject),
-        "heads": _normalize(head_sum / n_draws).cpu().numpy(),
-        "cls": (cls_sum / len(index)).cpu().numpy(),
-        "r2": r2.cpu().numpy(),
-    }
-
-
 def _distance_correlation(phase1: np.ndarray, phase2: np.ndarray) -> tuple[float, float]:
     """Pearson and Spearman correlation of pairwise Euclidean distances between two embeddings."""
     d1, d2 = pdist(phase1.reshape(len(phase1), -1)), pdist(phase2)
@@ -427,8 +242,7 @@ def fit_cross_block(
     started = time.perf_counter()
     train_idx, val_idx = _split(store.n_subjects, config.val_fraction, config.seeds[0])
     sample = train_idx[_subsample(train_idx.size, config.importance_subjects, config.seeds[0])]
-    standardize = _Standardizer(store, train_idx, sample=sample)
-    imp_idx = _subsample(store.n_subjects, config.importance_subjects, config.seeds[0])
+    standardize = Standardizer(store, train_idx, sample=sample)
     shared_summary = []
     if config.shared_factors != 0:
         standardize.shared, shared_summary = shared_axes(
@@ -436,31 +250,36 @@ def fit_cross_block(
         )
     dist_idx = _subsample(store.n_subjects, config.distance_subjects, config.seeds[0] + 1)
 
-    curves, states, seed_metrics = [], [], {}
-    importance, subject_std, head_means, cls_attention = [], [], [], []
+    # Importance is measured on held-out subjects only: the validation split
+    # chose the best epoch but was never fitted on.
+    imp_idx = val_idx[_subsample(val_idx.size, config.importance_subjects, config.seeds[0])]
+
+    curves, states, seed_metrics, models = [], [], {}, []
     subject_embedding = None
     for seed in config.seeds:
         model, state, curve, info = _fit_one_seed(store, standardize, train_idx, val_idx, config, seed, device, log)
-        measured = _block_importance(model, store, standardize, imp_idx, config, device, seed)
-        info["hidden_block_r2_mean"] = float(measured["r2"].mean())
         curves.append(curve)
         states.append(state)
+        models.append(model)
         seed_metrics[str(seed)] = info
-        importance.append(measured["per_subject"].mean(axis=0))
-        subject_std.append(measured["per_subject"].std(axis=0))
-        head_means.append(measured["heads"])
-        cls_attention.append(measured["cls"])
         if subject_embedding is None:
             subject_embedding = _encode(model, store, standardize, np.arange(store.n_subjects), config.batch_size, device)
 
-    by_seed = np.vstack(importance)
-    by_seed = by_seed / by_seed.sum(axis=1, keepdims=True)
+    importance_started = time.perf_counter()
+    measured = measure_importance(models, standardize(store.get(imp_idx)), standardize.active, store.block_meta, config, device=device)
+    importance_seconds = time.perf_counter() - importance_started
+    for seed, r2 in zip(config.seeds, measured.r2_by_seed):
+        seed_metrics[str(seed)]["hidden_block_r2_mean"] = float(r2.mean())
+    if log is not None:
+        log(f"block importance: {config.importance_permutations} null permutations on {imp_idx.size} held-out subjects "
+            f"({importance_seconds:.1f}s), {int((measured.q < 0.05).sum())} block(s) at q < 0.05")
+    by_seed = measured.by_seed
     stability = rank_stability(by_seed)
     raw = store.get(dist_idx)
     pearson, spearman = _distance_correlation(standardize.standardized(raw), subject_embedding[dist_idx])
     # Phase 2 models what is left after removing shared axes; compare with that too.
     residual_pearson, _ = _distance_correlation(standardize(raw), subject_embedding[dist_idx])
-    table = _importance_table(store, config, by_seed, np.vstack(subject_std), head_means, np.vstack(cls_attention))
+    table = importance_table(store.block_meta, config.seeds, measured)
     embeddings = pd.DataFrame(subject_embedding, columns=[f"e{i}" for i in range(subject_embedding.shape[1])])
     embeddings.insert(0, "subject_id", store.subject_ids)
     curves_df = pd.concat(curves, ignore_index=True)
@@ -481,26 +300,15 @@ def fit_cross_block(
         "distance_correlation_residual": residual_pearson,
         "distance_subjects": int(dist_idx.size),
         "importance_subjects": int(imp_idx.size),
+        "importance_seconds": importance_seconds,
+        "importance_significant_blocks": int((measured.q < 0.05).sum()),
+        "importance_ld_only_blocks": int(measured.ld_only.sum()),
         "active_latent_dims": int(standardize.active.sum()),
         "shared_factors_removed": 0 if standardize.shared is None else int(standardize.shared.shape[1]),
         "shared_factor_summary": shared_summary,
         "config": asdict(config),
     }
-    return CrossBlockResult(embeddings, table, by_seed, stability, pearson, curves_df, states, metrics)
-
-
-def _importance_table(store, config, by_seed, subject_std, head_means, cls_attention) -> pd.DataFrame:
-    table = store.block_meta[["block_id", "chrom", "start", "end"]].copy()
-    table["importance_mean"] = by_seed.mean(axis=0)
-    table["importance_std"] = subject_std.mean(axis=0)
-    table["importance_seed_std"] = by_seed.std(axis=0, ddof=1) if len(by_seed) > 1 else 0.0
-    # head_means: seeds x (heads, blocks) -> spread across heads, averaged over seeds
-    table["importance_head_std"] = np.stack(head_means).std(axis=1).mean(axis=0)
-    table["cls_attention_mean"] = cls_attention.mean(axis=0)
-    table["rank"] = table["importance_mean"].rank(ascending=False, method="min").astype(int)
-    for seed, row in zip(config.seeds, by_seed):
-        table[f"importance_seed{seed}"] = row
-    return table
+    return CrossBlockResult(embeddings, table, by_seed, stability, pearson, curves_df, states, metrics, measured)
 
 
 # --------------------------------------------------------------------------- artifacts
@@ -532,7 +340,9 @@ def plot_block_importance(block_importance: pd.DataFrame, path: str | os.PathLik
     """Heatmap of block importance, top ``max_blocks`` blocks (rows) x seeds, plus mean +- seed spread.
 
     Row labels read ``rank  block_id  genes`` (genes when the table has a
-    ``genes`` column, shortened). Written atomically as PNG.
+    ``genes`` column, shortened), with ``*`` for blocks that beat their
+    permutation null (``importance_q < 0.05``) and ``(LD)`` for ``ld_only``
+    ones; significant bars are blue, the others grey. Written atomically as PNG.
     """
     import matplotlib
 
@@ -550,7 +360,9 @@ def plot_block_importance(block_importance: pd.DataFrame, path: str | os.PathLik
     for _, row in table.iterrows():
         genes = str(row.get("genes", "") or "")
         genes = genes if len(genes) <= 28 else genes[:26] + ".."
-        labels.append(f"{int(row['rank']):>3}  {row['block_id']}  {genes}".rstrip())
+        star = "*" if float(row.get("importance_q", 1.0)) < 0.05 else " "
+        ld = " (LD)" if bool(row.get("ld_only", False)) else ""
+        labels.append(f"{int(row['rank']):>3}{star} {row['block_id']}{ld}  {genes}".rstrip())
     height = max(3.0, 0.28 * len(table) + 1.5)
     fig, (ax_heat, ax_bar) = plt.subplots(1, 2, figsize=(11, height), gridspec_kw={"width_ratios": [max(len(seed_cols), 2), 3]}, sharey=True)
     image = ax_heat.imshow(values / uniform, aspect="auto", cmap="viridis")
@@ -559,11 +371,15 @@ def plot_block_importance(block_importance: pd.DataFrame, path: str | os.PathLik
     ax_heat.set_title("importance / uniform, per seed")
     fig.colorbar(image, ax=ax_heat, fraction=0.08, pad=0.02)
     err = table["importance_seed_std"].fillna(0).to_numpy() / uniform if "importance_seed_std" in table else None
-    ax_bar.barh(range(len(table)), table["importance_mean"].to_numpy() / uniform, xerr=err, color="tab:blue")
+    significant = table["importance_q"].to_numpy(float) < 0.05 if "importance_q" in table else np.ones(len(table), bool)
+    ax_bar.barh(range(len(table)), table["importance_mean"].to_numpy() / uniform, xerr=err,
+                color=np.where(significant, "tab:blue", "lightgrey"))
     ax_bar.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax_bar.set_xlabel("mean importance / uniform (+- seed sd)")
     # imshow already puts row 0 (rank 1) on top and the bars share that axis.
-    fig.suptitle(f"Block importance: top {len(table)} of {len(block_importance)} blocks")
+    n_sig = int((block_importance["importance_q"] < 0.05).sum()) if "importance_q" in block_importance else 0
+    fig.suptitle(f"Block importance (held-out R2 vs permutation null): top {len(table)} of {len(block_importance)} blocks, "
+                 f"{n_sig} at q < 0.05 (*)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

@@ -23,6 +23,8 @@ from ..resources import ComputeResource, GenoembedStorage
 MIN_EFFECTIVE_RANK = 2.0
 MIN_DIM_VARIANCE = 1e-6
 MIN_RANK_STABILITY = 0.5
+# FDR level at which a block's importance counts as beating its permutation null.
+IMPORTANCE_Q = 0.05
 
 
 class CrossBlockAssetConfig(dg.Config):
@@ -79,16 +81,21 @@ def open_phase1_store(storage: GenoembedStorage, cohort: str) -> BlockEmbeddingS
         dg.AssetSpec("block_importance", group_name="phase2", kinds={"parquet"},
                      automation_condition=AFTER_EVERY_BLOCK,
                      deps=[dg.AssetDep("block_embeddings", partition_mapping=all_blocks_of_cohort)],
-                     description="Attention-derived importance of each block, with genes, spread across "
-                     "subjects, heads and seeds, rank, and rank stability across seeds."),
+                     description="Importance of each block: its held-out predictability from the other "
+                     "blocks (R2 when hidden; distal R2 for blocks dependent only through LD), tested "
+                     "against a permutation null (z, p, BH q), with genes, rank, per-seed values and "
+                     "the prediction-weighted attention (results/<cohort>/phase2/block_importance.parquet)."),
     ],
     partitions_def=cohort_partitions,
     pool="gpu",
     check_specs=[
         dg.AssetCheckSpec("embedding_finite_and_not_collapsed", asset="subject_embeddings",
                           description="Finite values, every dimension varies, effective rank above a floor."),
-        dg.AssetCheckSpec("importance_normalized", asset="block_importance",
-                          description="Finite importance that sums to 1 over blocks for every seed."),
+        dg.AssetCheckSpec("importance_beats_null", asset="block_importance",
+                          description=f"At least one block's importance beats its permutation null at BH q < {IMPORTANCE_Q} "
+                          "(warning: otherwise Phase 2 found no cross-block structure)."),
+        dg.AssetCheckSpec("importance_valid", asset="block_importance",
+                          description="p and q values finite and in [0, 1]; importance sums to 1 overall and per seed."),
         dg.AssetCheckSpec("rank_stable_across_seeds", asset="block_importance",
                           description=f"Mean pairwise Spearman of block importance across seeds >= {MIN_RANK_STABILITY} (warning)."),
     ],
@@ -110,9 +117,10 @@ def cross_block_embeddings(context: dg.AssetExecutionContext, config: CrossBlock
     emb = result.subject_embeddings.drop(columns="subject_id").to_numpy()
     finite = bool(np.isfinite(emb).all())
     collapsed = m["embedding_dim_variance_min"] < MIN_DIM_VARIANCE or m["embedding_effective_rank"] < MIN_EFFECTIVE_RANK
-    sums = result.importance_by_seed.sum(axis=1)
-    normalized = bool(np.isfinite(result.importance_by_seed).all() and np.allclose(sums, 1.0, atol=1e-4))
-    top = result.block_importance.sort_values("rank").head(10)
+    table = result.block_importance
+    top = table.sort_values("rank").head(10)
+    beats = _beats_null_check(table)
+    valid = _valid_check(table, result.importance_by_seed)
     yield dg.MaterializeResult(
         asset_key="subject_embeddings",
         metadata={
@@ -134,7 +142,13 @@ def cross_block_embeddings(context: dg.AssetExecutionContext, config: CrossBlock
             "preview": dg.MetadataValue.md(png_preview_markdown(figure)),
             "rank_stability_spearman": float(result.rank_stability),
             "leading_block": str(top.iloc[0]["block_id"]),
-            "top_blocks": markdown_table(top[["rank", "block_id", "chrom", "start", "end", "genes", "importance_mean", "importance_std"]]),
+            "significant_blocks": int((table["importance_q"] < IMPORTANCE_Q).sum()),
+            "ld_only_blocks": int(table["ld_only"].sum()),
+            "null_permutations": int(model_config.importance_permutations),
+            "importance_subjects": int(m["importance_subjects"]),
+            "importance_seconds": round(float(m["importance_seconds"]), 1),
+            "top_blocks": markdown_table(top[["rank", "block_id", "chrom", "start", "end", "genes", "importance_mean", "importance_r2",
+                                              "importance_z", "importance_p", "importance_q", "ld_only"]]),
         },
     )
     yield dg.AssetCheckResult(
@@ -143,10 +157,8 @@ def cross_block_embeddings(context: dg.AssetExecutionContext, config: CrossBlock
                   f"finite={finite}, min dim variance {m['embedding_dim_variance_min']:.2e}, effective rank {m['embedding_effective_rank']:.2f}",
                   "effective_rank": float(m["embedding_effective_rank"]), "min_dim_variance": float(m["embedding_dim_variance_min"])},
     )
-    yield dg.AssetCheckResult(
-        asset_key="block_importance", check_name="importance_normalized", passed=normalized,
-        metadata={"message": "each seed's importance sums to 1" if normalized else f"seed sums {sums.tolist()}"},
-    )
+    yield beats
+    yield valid
     stable = result.rank_stability >= MIN_RANK_STABILITY
     yield dg.AssetCheckResult(
         asset_key="block_importance", check_name="rank_stable_across_seeds", passed=bool(stable),
@@ -154,4 +166,41 @@ def cross_block_embeddings(context: dg.AssetExecutionContext, config: CrossBlock
         metadata={"message": f"rank stability (Spearman across seeds) {result.rank_stability:.3f}"
                   + ("" if stable else f" < {MIN_RANK_STABILITY}: treat the importance ranking with caution"),
                   "rank_stability": float(result.rank_stability)},
+    )
+
+
+def _beats_null_check(table) -> dg.AssetCheckResult:
+    """WARN unless some block beats its permutation null at q < IMPORTANCE_Q; names the leaders."""
+    hits = table[table["importance_q"] < IMPORTANCE_Q].sort_values("rank")
+    if len(hits):
+        named = ", ".join(f"{r.block_id} (z {r.importance_z:.1f}, q {r.importance_q:.2g})" for r in hits.head(5).itertuples())
+        message = f"{len(hits)} block(s) beat the permutation null at q < {IMPORTANCE_Q}: {named}"
+    else:
+        best = table.sort_values("rank").iloc[0]
+        message = (f"no block's importance exceeds its permutation null: Phase 2 found no cross-block structure "
+                   f"(best {best['block_id']}: z {best['importance_z']:.1f}, q {best['importance_q']:.2g})")
+    return dg.AssetCheckResult(
+        asset_key="block_importance", check_name="importance_beats_null", passed=bool(len(hits)),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"message": message, "significant_blocks": int(len(hits)),
+                  "min_q": float(table["importance_q"].min())},
+    )
+
+
+def _valid_check(table, by_seed) -> dg.AssetCheckResult:
+    """ERROR when a p or q value is not a finite number in [0, 1] or importance does not sum to 1."""
+    problems = []
+    for column in ("importance_p", "importance_p_empirical", "importance_q"):
+        values = table[column].to_numpy(float)
+        if not (np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()):
+            problems.append(f"{column} outside [0, 1] or not finite")
+    total = float(table["importance_mean"].sum())
+    if not np.isclose(total, 1.0, atol=1e-4):
+        problems.append(f"importance_mean sums to {total:.6f}")
+    sums = np.asarray(by_seed).sum(axis=1)
+    if not (np.isfinite(by_seed).all() and np.allclose(sums, 1.0, atol=1e-4)):
+        problems.append(f"per-seed sums {np.round(sums, 6).tolist()}")
+    return dg.AssetCheckResult(
+        asset_key="block_importance", check_name="importance_valid", passed=not problems,
+        metadata={"message": "; ".join(problems) if problems else "p and q in [0, 1]; importance sums to 1 overall and per seed"},
     )

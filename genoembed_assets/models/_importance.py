@@ -1,0 +1,402 @@
+"""Block importance of the Phase 2 Transformer, tested against a permutation null.
+
+Pure torch/numpy/scipy, no Dagster. :func:`measure_importance` is called by
+``fit_cross_block`` with the trained seeds' models and the standardized
+embeddings of held-out subjects.
+
+What is measured
+----------------
+*Held-out subjects.* Everything is computed on the validation split (never
+fitted on; it only chose the best epoch), at most ``importance_subjects`` of
+them, so importance is not inflated by what the models memorized.
+
+*Statistic: held-out predictability.* Random block masks hide blocks
+(``importance_mask_draws`` draws per subject, from a fixed generator, so the
+observed data and every null replicate see the same masks). For block ``b``,
+``R2_b = 1 - SSE_b / SS_b`` over its active standardized dimensions and the
+occurrences where ``b`` is hidden, with the token head's prediction. It is not
+clipped: under the null a model that predicts anything makes it negative.
+A block is important when the other blocks predict it, that is when it
+shares structure with them beyond the shared ancestry axes removed upstream.
+R2 is dependence-based, so a permutation null is valid for it. Attention is
+not: attention patterns follow block identity and survive permutation.
+
+*LD guard.* Neighbours of ``b`` are blocks on its chromosome whose intervals
+lie within ``importance_ld_window_mb``. The distal statistic ``R2d_b`` uses
+neighbour-closed masks (whenever a block is hidden its neighbours are hidden
+too), so ``b`` must be predicted from blocks beyond LD range. A block with
+neighbours whose distal dependence is not significant (``p_distal >= 0.05``)
+is ``ld_only``: its final statistic and p are the distal ones, so two
+adjacent blocks that predict each other only through LD are not important.
+Otherwise the final statistic is the full ``R2_b``. Always using the distal
+statistic would be wrong: the two strongest blocks of the demo (HLA DR/DQ and
+HLA DP) are adjacent and predict each other strongly but a distal weak block
+only weakly; distal-only would rank the weak block above them. Blocks with no
+neighbour are never ``ld_only`` (their distal test repeats the full one with
+fewer visible blocks, and a second chance to fail would cost power only).
+
+*Null.* ``importance_permutations`` replicates shuffle the held-out subjects
+within each block independently (each block's rows with its own
+permutation). The test of block ``b`` re-pairs ``b``'s shuffled rows with the
+other blocks as observed: ``b``'s dependence on the rest is destroyed, ``b``'s
+marginal and the joint distribution of the rest are kept. A hidden block's
+prediction depends only on the visible blocks, never on its own value, so the
+replicate reuses the observed forward passes and only the targets move (the
+null costs no forward pass at all). Measured on the demo, this matters: a
+null that also shuffles the visible blocks feeds the model incoherent inputs
+it never saw in training, its predictions grow, the null R2 drops and 20% of
+the 25 null blocks reached p < 0.05 (this null: see the tests and
+``docs/validity.md``); it also cost 107 s of forward passes against ~1 s.
+Rows are shuffled in the standardized space the models see (after whitening
+and removal of shared axes). The same masks and models score each replicate;
+for the observed data and each replicate the statistic is averaged over
+seeds (each seed's model on the same data). Then
+``z = (obs - null mean) / null sd`` and ``p`` is the normal upper tail of
+``z``: the seed-averaged R2 of a block is a mean over hundreds of hidden
+occurrences, close to normal under the null, and the normal tail resolves p
+below ``1 / (R + 1)``. The empirical ``p_empirical = (1 + #{null >= obs}) /
+(R + 1)`` is reported beside it. ``q`` is the Benjamini-Hochberg adjustment
+of the final p over blocks.
+
+*Importance.* ``importance_mean`` is the positive part of the final
+statistic normalized to sum to 1 (uniform when no block is positive), so it
+reads as a share of the cross-block predictability; ``rank`` orders blocks by
+the final statistic. ``attention_mean`` keeps the former measure, the
+prediction-weighted attention that hidden-block queries pay to visible blocks
+(on held-out subjects), as a secondary "where the Transformer looks" column.
+
+Cost: per seed, ``2 * draws`` forward passes over the held-out subjects
+(plain and closed masks) plus one attention pass per draw; the null replicates
+are arithmetic on stored predictions, chunked to ``_ELEMENTS_PER_CHUNK`` floats.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import norm, spearmanr
+
+from ._cross_block import CrossBlockConfig, draw_block_mask
+
+__all__ = [
+    "ImportanceResult",
+    "bh_qvalues",
+    "importance_masks",
+    "importance_table",
+    "ld_neighbours",
+    "measure_importance",
+    "null_permutations",
+    "rank_stability",
+]
+
+# Rows per forward pass: large enough to amortize per-call overhead on CPU,
+# small enough for any GPU.
+_ROWS_PER_PASS = 4096
+# Floats per chunk of null targets (replicates x subjects x blocks x dims), ~64 MB.
+_ELEMENTS_PER_CHUNK = 1 << 24
+# A block whose distal dependence does not reach this p is LD-only.
+_DISTAL_ALPHA = 0.05
+# Offsets of the generators: masks and permutations do not depend on the seed
+# of any model, so every seed sees the same held-out data and masks.
+_MASK_SEED, _PERM_SEED = 30_000, 40_000
+
+
+@dataclass
+class ImportanceResult:
+    """Per-block importance statistics, null and flags (arrays over blocks unless said).
+
+    Attributes
+    ----------
+    r2, r2_distal
+        Seed-averaged observed statistics, full and neighbour-closed masks.
+    r2_by_seed, r2_distal_by_seed
+        ``(n_seeds, n_blocks)`` observed statistics per seed.
+    null, null_distal
+        ``(R, n_blocks)`` seed-averaged statistics of the null replicates.
+    z, p, p_empirical, z_distal, p_distal
+        Full and distal test of each block against its null.
+    ld_only
+        Has a neighbour and its distal dependence is not significant.
+    final_z, final_p, final_p_empirical, q
+        The test that counts (distal for ``ld_only`` blocks, else full); ``q`` BH over blocks.
+    final, final_by_seed, final_null_sd
+        The statistic that counts, seed-averaged and per seed, and its null sd.
+    attention
+        Prediction-weighted attention on held-out subjects (sums to 1).
+    cls_attention
+        Plain CLS attention on held-out subjects, unmasked (sums to 1).
+    n_subjects, n_neighbours
+        Held-out subjects used; LD neighbours per block.
+    """
+
+    r2: np.ndarray
+    r2_distal: np.ndarray
+    r2_by_seed: np.ndarray
+    r2_distal_by_seed: np.ndarray
+    null: np.ndarray
+    null_distal: np.ndarray
+    z: np.ndarray
+    p: np.ndarray
+    p_empirical: np.ndarray
+    z_distal: np.ndarray
+    p_distal: np.ndarray
+    ld_only: np.ndarray
+    final: np.ndarray
+    final_by_seed: np.ndarray
+    final_null_sd: np.ndarray
+    final_z: np.ndarray
+    final_p: np.ndarray
+    final_p_empirical: np.ndarray
+    q: np.ndarray
+    attention: np.ndarray
+    cls_attention: np.ndarray
+    n_subjects: int
+    n_neighbours: np.ndarray
+
+    @property
+    def by_seed(self) -> np.ndarray:
+        """``(n_seeds, n_blocks)`` per-seed importance, each row normalized to sum to 1."""
+        return np.vstack([normalized_positive(row) for row in self.final_by_seed])
+
+
+# --------------------------------------------------------------------------- building blocks
+def ld_neighbours(block_meta: pd.DataFrame, window_mb: float) -> np.ndarray:
+    """``(n_blocks, n_blocks)`` bool: same chromosome, intervals within ``window_mb`` (self excluded).
+
+    The gap between two intervals is 0 when they overlap or touch.
+    """
+    chrom = block_meta["chrom"].astype(str).str.removeprefix("chr").to_numpy()
+    start = block_meta["start"].to_numpy(np.float64)
+    end = block_meta["end"].to_numpy(np.float64)
+    gap = np.maximum(0.0, np.maximum(start[:, None], start[None, :]) - np.minimum(end[:, None], end[None, :]))
+    near = (chrom[:, None] == chrom[None, :]) & (gap <= window_mb * 1e6)
+    np.fill_diagonal(near, False)
+    return near
+
+
+def importance_masks(n: int, neighbours: np.ndarray, config: CrossBlockConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain and neighbour-closed masks, each ``(draws, n, n_blocks)`` bool.
+
+    The closed masks extend the plain ones: every neighbour of a hidden block
+    is hidden too (it may then hide every block of a row; the model still runs).
+    """
+    n_blocks = neighbours.shape[0]
+    generator = torch.Generator().manual_seed(_MASK_SEED + seed)
+    plain = torch.stack([
+        draw_block_mask(n, n_blocks, config.mask_fraction_min, config.mask_fraction_max, generator)
+        for _ in range(config.importance_mask_draws)
+    ])
+    near = torch.from_numpy(neighbours).float()
+    closed = plain | ((plain.float() @ near) > 0)
+    return plain, closed
+
+
+def null_permutations(n: int, n_blocks: int, replicates: int, seed: int) -> np.ndarray:
+    """``(replicates, n, n_blocks)`` row indices: one independent permutation per replicate and block."""
+    rng = np.random.default_rng(_PERM_SEED + seed)
+    return rng.random((replicates, n, n_blocks)).argsort(axis=1)
+
+
+def bh_qvalues(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (monotone, capped at 1)."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p)
+    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty_like(q)
+    out[order] = q
+    return out
+
+
+def normalized_positive(values: np.ndarray) -> np.ndarray:
+    """Positive part normalized to sum to 1; uniform when nothing is positive."""
+    positive = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0.0, None)
+    total = positive.sum()
+    return positive / total if total > 0 else np.full(positive.shape, 1.0 / positive.size)
+
+
+def rank_stability(importance_by_seed: np.ndarray) -> float:
+    """Mean pairwise Spearman correlation between seeds' importance vectors (nan for one seed)."""
+    rows = np.asarray(importance_by_seed)
+    values = [spearmanr(rows[i], rows[j])[0] for i, j in itertools.combinations(range(len(rows)), 2)]
+    values = [v for v in values if np.isfinite(v)]  # constant rows (uniform) have no rank order
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _test(observed: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """z, normal upper-tail p, empirical p and null sd of ``observed`` (blocks) against ``null`` (R, blocks)."""
+    mean, sd = null.mean(axis=0), null.std(axis=0, ddof=1)
+    # A null with no spread (a block with no active dimension) tests nothing.
+    z = np.where(sd > 0, (observed - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+    p_emp = (1 + (null >= observed[None, :]).sum(axis=0)) / (len(null) + 1)
+    return z, norm.sf(z), p_emp, sd
+
+
+# --------------------------------------------------------------------------- scoring
+@torch.no_grad()
+def heldout_r2(model, x: torch.Tensor, weight: torch.Tensor, mask_sets: list[torch.Tensor], perms: np.ndarray) -> np.ndarray:
+    """R2 of every block when hidden, for the observed pairing and every null replicate.
+
+    A hidden block's prediction depends on the visible blocks only, never on
+    its own value, so a null replicate re-pairs each block's (permuted) target
+    rows with the predictions already made: one forward pass per mask, for
+    any number of replicates.
+
+    Parameters
+    ----------
+    model
+        A trained ``CrossBlockTransformer`` (set to eval mode here).
+    x
+        ``(n, n_blocks, k_max)`` standardized held-out embeddings on the model's device.
+    weight
+        ``(n_blocks, k_max)`` 1 for active dimensions.
+    mask_sets
+        Mask sets, each ``(draws, n, n_blocks)`` bool.
+    perms
+        ``(R, n, n_blocks)`` null row permutations, one per replicate and block.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(mask_sets), 1 + R, n_blocks)``; replicate 0 is the observed data.
+        A block never hidden, or with no active dimension, gets 0.
+    """
+    model.eval()
+    n, n_blocks, k_max = x.shape
+    device = x.device
+    identity = np.broadcast_to(np.arange(n)[:, None], (n, n_blocks))
+    all_perms = torch.from_numpy(np.concatenate([identity[None], perms]).astype(np.int64)).to(device)
+    replicates = len(all_perms)
+    columns = torch.arange(n_blocks, device=device)[None, :]
+    sse = torch.zeros(len(mask_sets), replicates, n_blocks, dtype=torch.float64, device=device)
+    ss = torch.zeros_like(sse)
+    per_chunk = max(1, _ELEMENTS_PER_CHUNK // (n * n_blocks * k_max))
+    for s, masks in enumerate(mask_sets):
+        for mask in masks.to(device):
+            pred = torch.cat([model(x[i:i + _ROWS_PER_PASS], mask[i:i + _ROWS_PER_PASS]).token_pred for i in range(0, n, _ROWS_PER_PASS)])
+            hidden = mask.double()[None]
+            for first in range(0, replicates, per_chunk):
+                target = x[all_perms[first:first + per_chunk], columns]  # (c, n, blocks, k): block b's rows permuted
+                err = (((target - pred[None]) ** 2) * weight).sum(-1).double()
+                energy = ((target**2) * weight).sum(-1).double()
+                sse[s, first:first + per_chunk] += (err * hidden).sum(1)
+                ss[s, first:first + per_chunk] += (energy * hidden).sum(1)
+    r2 = torch.where(ss > 1e-12, 1 - sse / ss.clamp_min(1e-12), torch.zeros_like(ss))
+    return r2.cpu().numpy()
+
+
+def _normalize(values: torch.Tensor) -> torch.Tensor:
+    return values / values.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def prediction_weighted_attention(model, x: torch.Tensor, masks: torch.Tensor, r2: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Attention hidden-block queries pay to visible blocks, each query weighted by its block's R2.
+
+    Blocks nobody can predict (noise once shared ancestry is removed) would
+    otherwise spread their arbitrary attention. Returns the attention share
+    per block and the plain CLS attention (unmasked), each summing to 1.
+    """
+    model.eval()
+    query_weight = torch.from_numpy(np.clip(r2, 0, None) + 1e-3).float().to(x.device)  # floor: defined when nothing is predictable
+    per_subject, cls_rows = [], []
+    for first in range(0, len(x), batch_size):
+        xb = x[first:first + batch_size]
+        total = torch.zeros(xb.shape[:2], dtype=torch.float64, device=x.device)
+        seen = torch.zeros_like(total)
+        for mask in masks[:, first:first + batch_size].to(x.device):
+            out = model(xb, mask, return_attention=True, query_weight=mask.float() * query_weight)
+            visible = (~mask).double()
+            # Received attention counts only on visible keys; per draw a distribution over them.
+            received = out.received_attention.double().mean(dim=(1, 2)) * visible
+            total += _normalize(received)
+            seen += visible
+        per_subject.append(_normalize(total / seen.clamp_min(1)))
+        cls_rows.append(_normalize(model(xb, return_attention=True).cls_attention.double().mean(dim=(1, 2))))
+    attention = _normalize(torch.cat(per_subject).mean(0))
+    cls = _normalize(torch.cat(cls_rows).mean(0))
+    return attention.cpu().numpy(), cls.cpu().numpy()
+
+
+def measure_importance(models: list, x: np.ndarray, active: np.ndarray, block_meta: pd.DataFrame, config: CrossBlockConfig,
+                       *, device: torch.device | str = "cpu") -> ImportanceResult:
+    """Held-out predictability of every block, its permutation null and the LD guard (see the module docstring).
+
+    Parameters
+    ----------
+    models
+        One trained ``CrossBlockTransformer`` per seed.
+    x
+        ``(n, n_blocks, k_max)`` standardized embeddings of held-out subjects.
+    active
+        ``(n_blocks, k_max)`` 1 for active dimensions.
+    block_meta
+        ``block_id, chrom, start, end`` in the model's block order.
+    config
+        ``importance_*`` fields, mask fractions and seeds.
+    device
+        Torch device of the models.
+    """
+    n, n_blocks, _ = x.shape
+    neighbours = ld_neighbours(block_meta, config.importance_ld_window_mb)
+    plain, closed = importance_masks(n, neighbours, config, config.seeds[0])
+    perms = null_permutations(n, n_blocks, config.importance_permutations, config.seeds[0])
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    weight = torch.from_numpy(np.asarray(active, dtype=np.float32)).to(device)
+    scores, attention, cls = [], [], []
+    for model in models:
+        r2 = heldout_r2(model, xt, weight, [plain, closed], perms)  # (2, 1 + R, blocks)
+        scores.append(r2)
+        att, cls_att = prediction_weighted_attention(model, xt, plain, r2[0, 0], config.batch_size)
+        attention.append(att)
+        cls.append(cls_att)
+    scores = np.stack(scores)  # (seeds, 2, 1 + R, blocks)
+    mean = scores.mean(axis=0)
+    r2, r2d = mean[0, 0], mean[1, 0]
+    z, p, p_emp, sd = _test(r2, mean[0, 1:])
+    zd, pd_, pd_emp, sdd = _test(r2d, mean[1, 1:])
+    has_neighbour = neighbours.any(axis=1)
+    ld_only = has_neighbour & (pd_ >= _DISTAL_ALPHA)
+    final_by_seed = np.where(ld_only[None, :], scores[:, 1, 0], scores[:, 0, 0])
+    final_p = np.where(ld_only, pd_, p)
+    return ImportanceResult(
+        r2=r2, r2_distal=r2d, r2_by_seed=scores[:, 0, 0], r2_distal_by_seed=scores[:, 1, 0],
+        null=mean[0, 1:], null_distal=mean[1, 1:],
+        z=z, p=p, p_empirical=p_emp, z_distal=zd, p_distal=pd_, ld_only=ld_only,
+        final=np.where(ld_only, r2d, r2), final_by_seed=final_by_seed, final_null_sd=np.where(ld_only, sdd, sd),
+        final_z=np.where(ld_only, zd, z), final_p=final_p, final_p_empirical=np.where(ld_only, pd_emp, p_emp),
+        q=bh_qvalues(final_p),
+        attention=_normalize(torch.from_numpy(np.mean(attention, axis=0))).numpy(),
+        cls_attention=_normalize(torch.from_numpy(np.mean(cls, axis=0))).numpy(),
+        n_subjects=int(n), n_neighbours=neighbours.sum(axis=1),
+    )
+
+
+def importance_table(block_meta: pd.DataFrame, seeds, result: ImportanceResult) -> pd.DataFrame:
+    """The ``block_importance`` table (see ``CrossBlockResult.block_importance``)."""
+    table = block_meta[["block_id", "chrom", "start", "end"]].copy().reset_index(drop=True)
+    importance = normalized_positive(result.final)
+    positive = np.clip(result.final, 0, None).sum()
+    by_seed = result.by_seed
+    table["importance_mean"] = importance
+    # The null sd of the statistic in importance units: the noise level of importance_mean.
+    table["importance_std"] = result.final_null_sd / positive if positive > 0 else 0.0
+    table["importance_seed_std"] = by_seed.std(axis=0, ddof=1) if len(by_seed) > 1 else 0.0
+    table["rank"] = pd.Series(result.final).rank(ascending=False, method="first").astype(int).to_numpy()
+    table["importance_r2"] = result.r2
+    table["importance_r2_distal"] = result.r2_distal
+    table["importance_z"] = result.final_z
+    table["importance_p"] = result.final_p
+    table["importance_p_empirical"] = result.final_p_empirical
+    table["importance_q"] = result.q
+    table["ld_only"] = result.ld_only
+    table["ld_neighbours"] = result.n_neighbours.astype(int)
+    table["attention_mean"] = result.attention
+    table["cls_attention_mean"] = result.cls_attention
+    for seed, row in zip(seeds, by_seed):
+        table[f"importance_seed{seed}"] = row
+    return table
