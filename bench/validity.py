@@ -44,6 +44,7 @@ def run_grid(size: str, workdir: Path, preset: str = "fast", only: list[str] | N
     cohorts, results = workdir / "cohorts", workdir / "results"
     storage = GenoembedStorage(cohorts_root=str(cohorts), results_root=str(results))
     rows = []
+    (workdir / "dagster_home").mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(workdir / "dagster_home")) as instance:
         for name, config in validity_grid(size):
             if only and name not in only:

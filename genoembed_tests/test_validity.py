@@ -1,0 +1,58 @@
+"""The science on cohorts genoembed was not tuned on: the small validity grid, end to end (issue 9).
+
+Three simulated cohorts with seeds, demographies and eigenvec sources other
+than the demo's (one ``.eigenvec`` computed naively from the cohort's own
+genotypes, one with inter-block LD around the HLA blocks, one with no
+eigenvec so genoembed computes the PCs) go through the whole graph with the
+fast presets; the same targets as ``bench/validity.py`` (docs/validity.md)
+must hold on each.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from genoembed_assets.defs.resources import ComputeResource, GenoembedStorage
+from genoembed_assets.genotypes.simulate import DEMO_SEED, simulate_cohort, validity_grid
+from genoembed_assets.runner import materialize_cohort, preset_run_config
+from genoembed_assets.validity import score_cohort, target_failures
+
+GRID = validity_grid("small")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def grid_scores(tmp_path_factory):
+    import dagster as dg
+
+    root = tmp_path_factory.mktemp("validity")
+    storage = GenoembedStorage(cohorts_root=str(root / "cohorts"), results_root=str(root / "results"))
+    scores = {}
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("validity_home"))) as instance:
+        for name, config in GRID:
+            simulate_cohort(root / "cohorts" / name, config=config)
+            materialize_cohort(name, instance=instance, resources={"storage": storage, "compute": ComputeResource(device="cpu")},
+                               run_config=preset_run_config("fast"), log=lambda m: None)
+            scores[name] = score_cohort(root / "cohorts" / name, storage.cohort_dir(name))
+    return scores
+
+
+def test_grid_is_not_the_demo():
+    assert len(GRID) >= 3 and all(config.seed != DEMO_SEED for _, config in GRID)
+    assert "own" in {config.eigenvec_source for _, config in GRID}
+    assert any(config.inter_block_ld > 0 for _, config in GRID)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in GRID])
+def test_targets_hold(grid_scores, name):
+    score = grid_scores[name]
+    assert target_failures(score) == [], f"{name}: {score}"
+    assert score["discrete"] and score["k"] == 3
+    assert score["associations_found"] >= score["associations_planted"] - 1
+
+
+def test_weak_block_leads_after_leaving_the_mhc_out(grid_scores):
+    # the full grid's target is 6 of 8; here at least 2 of 3
+    leads = [name for name, s in grid_scores.items() if s.get("leave_out_weak_leads")]
+    assert len(leads) >= 2, {name: s.get("leave_out_leader") for name, s in grid_scores.items()}
