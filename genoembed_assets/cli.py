@@ -48,14 +48,14 @@ def _run(cohort: str, preset: str, *, verbose: bool = False) -> int:
     from .progress import ProgressDisplay
     from .runner import materialize_cohort, preset_run_config
 
-    storage = defs.resources["storage"]
+    storage, instance = defs.resources["storage"], _instance()
     if not storage.source_dir(cohort).is_dir():
         raise UsageError(f"{storage.source_dir(cohort)}: no cohort folder {cohort!r}; fix: put the cohort there, "
                          f"or point GENOEMBED_COHORTS at the folder holding it")
     start = time.perf_counter()
     # stderr is for errors: Dagster's notices (a fresh home, telemetry) go with the log to stdout
     with ProgressDisplay() as progress, contextlib.redirect_stderr(sys.stdout):
-        stages = materialize_cohort(cohort, instance=_instance(), run_config=preset_run_config(preset),
+        stages = materialize_cohort(cohort, instance=instance, run_config=preset_run_config(preset),
                                     console_level="DEBUG" if verbose else "INFO", progress=progress)
     total = time.perf_counter() - start
     out = storage.cohort_dir(cohort)
@@ -171,13 +171,17 @@ def _command(args) -> int:
         return 0
     if args.command == "demo":
         from .definitions import defs
-        from .genotypes.simulate import simulate_cohort
+        from .genotypes.simulate import SimulationConfig, simulate_cohort
 
+        try:
+            config = SimulationConfig(n_subjects=args.n_subjects)
+        except ValueError as exc:
+            raise UsageError(f"--n-subjects: {exc}") from None
         folder = defs.resources["storage"].source_dir(DEMO_COHORT)
         if args.regenerate or not (folder / "manifest.tsv").exists():
             print(f"simulating the demo cohort into {folder} ...")
             start = time.perf_counter()
-            simulate_cohort(folder, n_subjects=args.n_subjects)
+            simulate_cohort(folder, config=config)
             print(f"  done in {time.perf_counter() - start:.0f} s")
         else:
             print(f"using the demo cohort in {folder} (--regenerate to simulate it again)")
