@@ -284,3 +284,17 @@ def test_downstream_cohort_assets_follow_by_automation_and_schedule_sees_stale(e
                                                  resources={"storage": env.storage})
     (request,) = cohort_refresh_schedule(schedule_context)
     assert request.partition_key == "alpha" and toy in request.asset_selection
+
+
+@pytest.mark.parametrize("files", [["c.pgen", "c.pvar", "c.psam"], ["c.bed", "c.bim", "c.fam"], ["c.vcf.gz"], ["c.bcf"]])
+def test_every_genotype_format_marks_a_folder_finished(tmp_path, files):
+    """A settled folder holding any accepted genotype set is inspected, never left 'writing' (.pgen was)."""
+    folder = tmp_path / "cohorts" / "x"
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_bytes(b"\0")
+    old = time.time() - 3600
+    for path in [*folder.iterdir(), folder]:
+        os.utime(path, (old, old))
+    (found,) = c.inspect_folders(tmp_path / "cohorts", settle_seconds=1)
+    assert found.status == "ready" and found.fingerprint, found

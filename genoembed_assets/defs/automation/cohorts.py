@@ -31,6 +31,7 @@ import dagster as dg
 
 from ...genotypes import ingest
 from ...genotypes.errors import CohortInputError
+from ...genotypes.sources import ENTRY_SUFFIXES
 from ..partitions import BLOCKS, BLOCKS_PER_RUN, COHORTS, check_cohort_name, cohort_block_partitions, cohort_partitions, multi_key
 
 COHORT_TAG = "genoembed/cohort"
@@ -53,8 +54,9 @@ GPU_K8S_CONFIG = {
     "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
 }
 
-# Files that mark a folder as holding a whole genotype set (one per accepted layout).
-_ENTRY_SUFFIXES = (".bed", ".vcf", ".vcf.gz", ".bcf")
+# Files that mark a folder as holding a whole genotype set (one per accepted layout):
+# the readers' own list, so a new format (PLINK 2 .pgen) is never missed here.
+_ENTRY_SUFFIXES = ENTRY_SUFFIXES
 
 
 # ------------------------------------------------------------------ the graph
