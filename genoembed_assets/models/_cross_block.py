@@ -71,8 +71,12 @@ class CrossBlockConfig:
     patience
         Epochs without validation improvement before stopping.
     val_fraction
-        Fraction of subjects held out, in (0, 0.5]: used for early stopping
-        and, never fitted on, for block importance and its null.
+        Fraction of subjects held out for early stopping, in (0, 0.5].
+    importance_fraction
+        Fraction of subjects held out from fitting AND early stopping, in
+        (0, 0.5]: block importance and its null are measured on them only
+        (choosing the best epoch on the importance subjects biased their
+        null z-scores upward). ``val_fraction + importance_fraction <= 0.6``.
     seeds
         One model is trained per seed; importance is reported across seeds.
     shared_factors
@@ -81,8 +85,8 @@ class CrossBlockConfig:
         ``shared_axes``), 0 keeps everything, n > 0 removes the top n
         principal components of the concatenated embeddings.
     importance_subjects
-        Most held-out (validation) subjects on which importance is measured
-        (subsampled, seeded, when the validation split is larger).
+        Most test subjects (``importance_fraction``) on which importance is
+        measured (subsampled, seeded, when the split is larger).
     importance_mask_draws
         Random block masks per held-out subject when measuring importance
         (the same masks for the observed data and every null replicate).
@@ -109,7 +113,8 @@ class CrossBlockConfig:
     batch_size: int = 128
     epochs: int = 60
     patience: int = 8
-    val_fraction: float = 0.2
+    val_fraction: float = 0.1
+    importance_fraction: float = 0.15
     seeds: tuple[int, ...] = (0, 1, 2)
     shared_factors: int = -1
     importance_subjects: int = 2000
@@ -148,6 +153,11 @@ class CrossBlockConfig:
             raise ValueError(f"CrossBlockConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0.0 < self.val_fraction <= 0.5:
             raise ValueError(f"CrossBlockConfig.val_fraction must be in (0, 0.5], got {self.val_fraction!r}")
+        if not 0.0 < self.importance_fraction <= 0.5:
+            raise ValueError(f"CrossBlockConfig.importance_fraction must be in (0, 0.5], got {self.importance_fraction!r}")
+        if self.val_fraction + self.importance_fraction > 0.6:
+            raise ValueError("CrossBlockConfig.val_fraction + importance_fraction must be <= 0.6 (training keeps the rest), "
+                             f"got {self.val_fraction!r} + {self.importance_fraction!r}")
         seeds = tuple(self.seeds)
         if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError(f"CrossBlockConfig.seeds must be a non-empty tuple of distinct integers, got {self.seeds!r}")

@@ -114,13 +114,15 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def _split(n_subjects: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(n_subjects: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint sorted train / validation (early stopping) / test (importance) subject indices."""
     if n_subjects < 4:
         raise ValueError(f"Phase 2 needs at least 4 subjects, got {n_subjects}")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_subjects)
-    n_val = min(max(1, int(round(val_fraction * n_subjects))), n_subjects - 2)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    n_val = min(max(1, int(round(val_fraction * n_subjects))), n_subjects - 3)
+    n_test = min(max(1, int(round(test_fraction * n_subjects))), n_subjects - n_val - 2)
+    return np.sort(perm[n_val + n_test:]), np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_test])
 
 
 def _subsample(n_subjects: int, size: int, seed: int) -> np.ndarray:
@@ -227,8 +229,10 @@ def fit_cross_block(
     Returns
     -------
     CrossBlockResult
-        See its documentation. The train/validation split is the same for all
-        seeds (drawn from the first seed) so their validation losses compare.
+        See its documentation. The train / validation / test split is the same
+        for all seeds (drawn from the first seed) so their validation losses
+        compare; validation subjects choose the best epoch, test subjects
+        (``importance_fraction``) serve block importance only.
 
     Raises
     ------
@@ -240,7 +244,7 @@ def fit_cross_block(
         raise ValueError(f"Phase 2 needs at least 2 blocks (one to hide, one to see), got {store.n_blocks}")
     device = _resolve_device(device)
     started = time.perf_counter()
-    train_idx, val_idx = _split(store.n_subjects, config.val_fraction, config.seeds[0])
+    train_idx, val_idx, test_idx = _split(store.n_subjects, config.val_fraction, config.importance_fraction, config.seeds[0])
     sample = train_idx[_subsample(train_idx.size, config.importance_subjects, config.seeds[0])]
     standardize = Standardizer(store, train_idx, sample=sample)
     shared_summary = []
@@ -250,9 +254,10 @@ def fit_cross_block(
         )
     dist_idx = _subsample(store.n_subjects, config.distance_subjects, config.seeds[0] + 1)
 
-    # Importance is measured on held-out subjects only: the validation split
-    # chose the best epoch but was never fitted on.
-    imp_idx = val_idx[_subsample(val_idx.size, config.importance_subjects, config.seeds[0])]
+    # Importance is measured on a test split used for nothing else: the
+    # validation split chose the best epoch, and measured on it the null blocks'
+    # z-scores had mean 0.16 and sd 1.29 on the demo (0.00 and 1.08 untouched).
+    imp_idx = test_idx[_subsample(test_idx.size, config.importance_subjects, config.seeds[0])]
 
     curves, states, seed_metrics, models = [], [], {}, []
     subject_embedding = None
@@ -288,6 +293,7 @@ def fit_cross_block(
         "n_blocks": store.n_blocks,
         "n_train": int(train_idx.size),
         "n_val": int(val_idx.size),
+        "n_test": int(test_idx.size),
         "device": str(device),
         "seconds": time.perf_counter() - started,
         "seeds": seed_metrics,

@@ -39,6 +39,7 @@ class CrossBlockAssetConfig(dg.Config):
     heads: Optional[int] = None
     epochs: Optional[int] = None
     seeds: Optional[list[int]] = None
+    importance_permutations: Optional[int] = None
 
     def to_model_config(self):
         preset = self.preset or os.environ.get("GENOEMBED_PHASE2_PRESET", "balanced")
