@@ -17,7 +17,14 @@ from genoembed_assets.models._cross_block_training import (
     save_cross_block_result,
 )
 from genoembed_assets.models._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore, synthetic_block_embeddings
-from genoembed_assets.models._importance import bh_qvalues, heldout_r2, importance_masks, ld_neighbours, null_permutations
+from genoembed_assets.models._importance import (
+    bh_qvalues,
+    heldout_r2,
+    importance_masks,
+    ld_neighbours,
+    null_permutations,
+    top_block_agreement,
+)
 from genoembed_assets.models._standardize import Standardizer, shared_axes
 
 TINY = CrossBlockConfig(width=16, layers=1, heads=2, epochs=2, patience=2, batch_size=16, seeds=(0, 1), importance_mask_draws=1,
@@ -234,6 +241,7 @@ def test_beats_null_check_fails_without_structure():
     assert not check.passed
     assert "no block's importance exceeds its permutation null" in check.metadata["message"].value
     assert _valid_check(result.block_importance, result.importance_by_seed).passed
+    assert np.isnan(result.metrics["top_block_agreement"])
     broken = result.block_importance.assign(importance_p=np.nan)
     assert not _valid_check(broken, result.importance_by_seed).passed
 
@@ -285,6 +293,20 @@ def test_target_only_null_equals_shuffling_the_block():
                     sse += float((((pred - shuffled) ** 2).sum(-1) * mask)[:, b].sum())
                     ss += float(((shuffled**2).sum(-1) * mask)[:, b].sum())
                 assert r2[0, r + 1, b] == pytest.approx(1 - sse / ss, abs=1e-5)
+
+
+def test_seed_agreement_on_the_blocks_that_matter():
+    from genoembed_assets.defs.models.cross_block import _stability_check
+
+    by_seed = np.array([[0.5, 0.3, 0.0, 0.2], [0.4, 0.5, 0.1, 0.0], [0.2, 0.1, 0.7, 0.0]])
+    significant = np.array([True, True, False, False])
+    assert top_block_agreement(by_seed, significant) == pytest.approx((1 + 1 + 0.5) / 3)
+    assert np.isnan(top_block_agreement(by_seed, np.zeros(4, bool)))
+    # noise order among unimportant blocks does not make the ranking "unstable" ...
+    assert _stability_check(0.1, 1.0).passed
+    # ... seeds that disagree on the leaders do; without a significant block Spearman decides
+    assert not _stability_check(0.9, 0.5).passed
+    assert not _stability_check(0.3, float("nan")).passed and _stability_check(0.6, float("nan")).passed
 
 
 def test_bh_qvalues():

@@ -55,6 +55,7 @@ def test_subject_embeddings_and_metadata(demo_pipeline):
     imp = latest_materialization(demo_pipeline.instance, "block_importance", "demo")
     assert 0 < metadata_value(imp, "rank_stability_spearman") <= 1
     assert metadata_value(imp, "significant_blocks") >= 2
+    assert metadata_value(imp, "top_block_agreement") >= 0.75
     assert "importance_z" in metadata_value(imp, "top_blocks")
     assert "data:image/png;base64," in metadata_value(imp, "preview")
     png = demo_pipeline.results / "phase2" / "block_importance.png"
@@ -64,7 +65,8 @@ def test_subject_embeddings_and_metadata(demo_pipeline):
 def test_phase2_checks(demo_pipeline):
     for asset, check in [("subject_embeddings", "embedding_finite_and_not_collapsed"),
                          ("block_importance", "importance_beats_null"),
-                         ("block_importance", "importance_valid")]:
+                         ("block_importance", "importance_valid"),
+                         ("block_importance", "rank_stable_across_seeds")]:
         key = dg.AssetCheckKey(dg.AssetKey(asset), check)
         record = demo_pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
         assert record.event.dagster_event.event_specific_data.passed, check

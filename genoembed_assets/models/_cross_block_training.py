@@ -24,7 +24,7 @@ from scipy.stats import pearsonr, spearmanr
 from .. import storage
 from ._cross_block import CrossBlockConfig, CrossBlockTransformer, draw_block_mask
 from ._embedding_store import BlockEmbeddingStore
-from ._importance import importance_table, measure_importance, rank_stability
+from ._importance import importance_table, measure_importance, rank_stability, top_block_agreement
 from ._standardize import Standardizer, _Standardizer, shared_axes  # noqa: F401  (re-exported: older imports)
 
 __all__ = [
@@ -301,6 +301,7 @@ def fit_cross_block(
         "embedding_dim_variance_min": float(subject_embedding.var(axis=0).min()),
         "embedding_effective_rank": effective_rank(subject_embedding),
         "rank_stability": stability,
+        "top_block_agreement": top_block_agreement(by_seed, measured.q < 0.05),
         "distance_correlation": pearson,
         "distance_correlation_spearman": spearman,
         "distance_correlation_residual": residual_pearson,

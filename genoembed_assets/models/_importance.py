@@ -93,6 +93,7 @@ __all__ = [
     "measure_importance",
     "null_permutations",
     "rank_stability",
+    "top_block_agreement",
 ]
 
 # Rows per forward pass: large enough to amortize per-call overhead on CPU,
@@ -227,6 +228,23 @@ def rank_stability(importance_by_seed: np.ndarray) -> float:
     values = [spearmanr(rows[i], rows[j])[0] for i, j in itertools.combinations(range(len(rows)), 2)]
     values = [v for v in values if np.isfinite(v)]  # constant rows (uniform) have no rank order
     return float(np.mean(values)) if values else float("nan")
+
+
+def top_block_agreement(importance_by_seed: np.ndarray, significant: np.ndarray) -> float:
+    """Mean over seeds of the share of the ``k`` significant blocks among that seed's top ``k`` (nan when none).
+
+    Spearman over all blocks (:func:`rank_stability`) is dominated by the
+    blocks without signal, whose order is noise once importance is tested
+    against a null (0.34 on the demo while every seed put the same three
+    planted blocks on top); this asks whether the seeds agree on the blocks
+    that matter.
+    """
+    rows = np.asarray(importance_by_seed)
+    chosen = np.flatnonzero(np.asarray(significant, dtype=bool))
+    if chosen.size == 0:
+        return float("nan")
+    tops = [set(np.argsort(-row, kind="stable")[: chosen.size]) for row in rows]
+    return float(np.mean([len(top & set(chosen)) / chosen.size for top in tops]))
 
 
 def _test(observed: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
