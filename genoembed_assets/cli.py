@@ -43,6 +43,27 @@ def _instance():
         return dg.DagsterInstance.get()
 
 
+@contextlib.contextmanager
+def _stderr_to_stdout():
+    """stderr is for the command's errors: Dagster's notices (a fresh home, telemetry) and C libraries'
+    warnings (htslib writes to file descriptor 2) go with the log to stdout while the pipeline runs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        os.dup2(sys.stdout.fileno(), 2)
+    except (OSError, ValueError, AttributeError):  # no real descriptors (e.g. captured by a test)
+        saved = None
+    try:
+        with contextlib.redirect_stderr(sys.stdout):
+            yield
+    finally:
+        if saved is not None:
+            sys.stdout.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _run(cohort: str, preset: str, *, verbose: bool = False) -> int:
     from .definitions import defs
     from .progress import ProgressDisplay
@@ -53,8 +74,7 @@ def _run(cohort: str, preset: str, *, verbose: bool = False) -> int:
         raise UsageError(f"{storage.source_dir(cohort)}: no cohort folder {cohort!r}; fix: put the cohort there, "
                          f"or point GENOEMBED_COHORTS at the folder holding it")
     start = time.perf_counter()
-    # stderr is for errors: Dagster's notices (a fresh home, telemetry) go with the log to stdout
-    with ProgressDisplay() as progress, contextlib.redirect_stderr(sys.stdout):
+    with ProgressDisplay() as progress, _stderr_to_stdout():
         stages = materialize_cohort(cohort, instance=instance, run_config=preset_run_config(preset),
                                     console_level="DEBUG" if verbose else "INFO", progress=progress)
     total = time.perf_counter() - start
