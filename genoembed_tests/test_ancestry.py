@@ -82,9 +82,15 @@ def test_diagnosis_flags_a_pc_carried_by_one_region_and_keeps_ancestry():
     rows.append((pd.Series({"block_id": "chr6_mhc", "chrom": "6", "start": 32_000_000, "end": 33_000_000}), mhc, None))
     ancestry = pop - pop.mean() + rng.normal(0, 0.3, n)
     local = (mhc - mhc.mean(axis=0)) @ rng.normal(size=60)
-    pcs = pd.DataFrame({"subject_id": [f"s{i}" for i in range(n)], "PC1": ancestry, "PC2": local + rng.normal(0, 0.5 * local.std(), n)})
+    # a trailing PC of a naive eigenvec: a mix of a few blocks' own haplotype axes
+    few = sum(np.linalg.svd(g - g.mean(axis=0), full_matrices=False)[0][:, 1] for _, g, _ in rows[5:8])
+    pcs = pd.DataFrame({"subject_id": [f"s{i}" for i in range(n)], "PC1": ancestry, "PC2": local + rng.normal(0, 0.5 * local.std(), n),
+                        "PC3": few + rng.normal(0, 0.3 * few.std(), n)})
     table = diagnose_pcs(pcs, iter(rows), build="hg19").set_index("pc")
     assert not table.loc["PC1", "regional"] and table.loc["PC1", "region_share"] < 0.3
+    assert table.loc["PC1", "genome_wide"] and not table.loc["PC1", "concentrated"]
+    assert table.loc["PC3", "concentrated"] and not table.loc["PC3", "regional"] and not table.loc["PC3", "genome_wide"]
+    assert set(table.loc["PC3", "top_blocks"].split(",")) == {"chr6_b", "chr7_b", "chr8_b"}
     assert table.loc["PC2", "regional"]
     assert table.loc["PC2", "region"] == "long-range LD region chr6:25500000-33500000"
     assert table.loc["PC2", "region_r2"] > 0.6 and table.loc["PC2", "top_block"] == "chr6_mhc"

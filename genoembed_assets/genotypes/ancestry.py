@@ -3,7 +3,8 @@
 :func:`load_or_compute_pcs` returns the PCs (given or computed, see
 :mod:`.pcs`); :func:`ancestry_covariates` adds the per-PC diagnosis of
 :mod:`.pc_diagnosis` and the subset of PCs that the analyses adjust for:
-every PC except the regional ones, unless the user keeps them.
+every genome-wide PC; PCs carried by one region or by a few blocks are left out
+unless the user keeps them.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class AncestryCovariates:
 
     ``all_pcs``: every PC; ``pcs``: ``subject_id`` + the PCs used for
     adjustment; ``diagnosis``: :func:`.pc_diagnosis.diagnose_pcs` plus a
-    ``used`` column; ``dropped``: regional PCs left out, with their region.
+    ``used`` column; ``dropped``: PCs left out, with why.
     """
 
     all_pcs: pd.DataFrame
@@ -95,21 +96,37 @@ def ancestry_covariates(
     keep: Sequence[str] = (),
     max_variants_per_block: int = 2000,
 ) -> AncestryCovariates:
-    """PCs (given or computed), diagnosed; regional ones dropped unless ``drop_regional=False`` or in ``keep``."""
+    """PCs (given or computed), diagnosed; those that are not genome-wide (regional or carried by a few
+    blocks) are dropped unless ``drop_regional=False`` or named in ``keep``; at least one PC stays."""
     folder = Path(folder)
     pcs = load_or_compute_pcs(folder, n_pcs=n_pcs, seed=seed, ld_r2=ld_r2, exclude_high_ld=exclude_high_ld,
                               max_variants_per_block=max_variants_per_block)
     src = open_source(folder, max_variants_per_block)
     diagnosis = diagnose_pcs(pcs, src.iter_blocks(mmap=True), build=src.build)
     keep = {str(k) for k in keep}
-    unknown = keep - set(pcs.columns)
+    names = [c for c in pcs.columns if c != "subject_id"]
+    unknown = keep - set(names)
     if unknown:
-        raise ValueError(f"keep names PCs the table does not have: {sorted(unknown)}; it has {[c for c in pcs.columns if c != 'subject_id']}")
-    regional = set(diagnosis.loc[diagnosis["regional"], "pc"]) if len(diagnosis) else set()
-    left_out = regional - keep if drop_regional else set()
-    diagnosis["used"] = ~diagnosis["pc"].isin(left_out) if len(diagnosis) else []
-    used = [c for c in pcs.columns if c != "subject_id" and c not in left_out]
-    dropped = [{"pc": r["pc"], "region": r["region"], "region_r2": round(float(r["region_r2"]), 3),
-                "rest_r2": round(float(r["rest_r2"]), 3)} for _, r in diagnosis.iterrows() if r["pc"] in left_out]
+        raise ValueError(f"keep names PCs the table does not have: {sorted(unknown)}; it has {names}")
+    not_ancestry = set(diagnosis.loc[~diagnosis["genome_wide"].astype(bool), "pc"]) if len(diagnosis) else set()
+    left_out = not_ancestry - keep if drop_regional else set()
+    if left_out and left_out >= set(names):
+        # adjust for something: the PC the genome explains most broadly
+        broadest = diagnosis.sort_values(["region_share", "top_blocks_share"]).iloc[0]["pc"]
+        left_out = left_out - {broadest}
+    if len(diagnosis):
+        diagnosis["used"] = ~diagnosis["pc"].isin(left_out)
+    used = [c for c in names if c not in left_out]
+    dropped = [{"pc": r["pc"], "why": _why(r), "region_r2": round(float(r["region_r2"]), 3),
+                "top_blocks_share": round(float(r["top_blocks_share"]), 3)}
+               for _, r in diagnosis.iterrows() if r["pc"] in left_out]
     table = pcs[["subject_id", *used]].copy()
     return AncestryCovariates(pcs, table, diagnosis, pcs.attrs.get("source", "unknown"), dropped, pcs.attrs.get("report", {}))
+
+
+def _why(row) -> str:
+    """Why a PC is not an ancestry axis, in words (the diagnosis rule of :mod:`.pc_diagnosis`)."""
+    if row["regional"]:
+        return f"carried by {row['region']} (R2 {row['region_r2']:.2f} there, {row['region_share']:.0%} of the genome's)"
+    blocks = str(row["top_blocks"]).split(",")
+    return f"carried by a few blocks ({', '.join(blocks[:3])}: {row['top_blocks_share']:.0%} of the genome's R2)"

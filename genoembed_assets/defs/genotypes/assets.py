@@ -152,8 +152,8 @@ def phenotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> 
 class PcsConfig(dg.Config):
     """Ancestry covariates (see genotypes/pcs.py and genotypes/pc_diagnosis.py).
 
-    ``drop_regional``: leave PCs carried by one region out of the adjustment (default);
-    ``keep_pcs``: PCs kept even when regional (the override, e.g. ["PC3"]).
+    ``drop_regional``: leave PCs that are not genome-wide axes (carried by one region or by a few
+    blocks) out of the adjustment (default); ``keep_pcs``: PCs kept anyway (the override, e.g. ["PC3"]).
     """
 
     n_pcs: int = 10
@@ -173,11 +173,12 @@ class PcsConfig(dg.Config):
         dg.AssetCheckSpec("pcs_match_subjects", asset="ancestry_pcs", blocking=True,
                           description="PCs are finite and cover exactly the genotyped subjects."),
         dg.AssetCheckSpec("pcs_genome_wide", asset="ancestry_pcs",
-                          description="No PC is carried by one region (warning; regional PCs are left out of the adjustment)."),
+                          description="Every PC is a genome-wide axis, not carried by one region or a few blocks "
+                          "(warning; such PCs are left out of the adjustment)."),
     ],
     description="Ancestry PCs: the cohort's .eigenvec when given, else computed from the genotypes "
     "(LD-pruned, long-range LD regions excluded, missing-aware); each PC diagnosed, and PCs carried by one "
-    "region left out of the adjustment. results/<cohort>/pcs.parquet (used), pcs_all.parquet, pc_diagnosis.parquet",
+    "region or a few blocks left out of the adjustment. results/<cohort>/pcs.parquet (used), pcs_all.parquet, pc_diagnosis.parquet",
 )
 def ancestry_pcs(context: dg.AssetExecutionContext, config: PcsConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
@@ -193,21 +194,18 @@ def ancestry_pcs(context: dg.AssetExecutionContext, config: PcsConfig, storage: 
     subjects = layout.read_subjects(inp)
     values = cov.all_pcs.drop(columns="subject_id").to_numpy(dtype=float)
     ok = np.array_equal(cov.all_pcs["subject_id"].astype(str).to_numpy(), subjects) and np.isfinite(values).all()
-    regional = cov.diagnosis[cov.diagnosis["regional"]] if len(cov.diagnosis) else cov.diagnosis
-    if regional.empty:
+    flagged = cov.diagnosis[~cov.diagnosis["genome_wide"].astype(bool)] if len(cov.diagnosis) else cov.diagnosis
+    if flagged.empty:
         local_msg = f"all {values.shape[1]} PCs are genome-wide"
     else:
-        action = {True: "left out of the adjustment", False: "kept (drop_regional=False or keep_pcs)"}
-        local_msg = "; ".join(
-            f"{r['pc']} is carried by {r['region']} (R2 {r['region_r2']:.2f} there vs {r['rest_r2']:.2f} elsewhere): "
-            f"{action[not bool(r['used'])]}" for _, r in regional.iterrows()
-        )
+        action = {True: "left out of the adjustment", False: "kept (drop_regional=False, keep_pcs, or the last PC)"}
+        local_msg = "; ".join(f"{r['pc']} is {ancestry._why(r)}: {action[not bool(r['used'])]}" for _, r in flagged.iterrows())
     report = {k: v for k, v in cov.report.items() if k != "regions_excluded"}
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)), "source": cov.source, "n_pcs": values.shape[1],
             "pcs_used": [c for c in cov.pcs.columns if c != "subject_id"], "n_subjects": len(cov.all_pcs),
-            "dropped_regional_pcs": dg.MetadataValue.json(cov.dropped),
+            "dropped_pcs": dg.MetadataValue.json(cov.dropped),
             "diagnosis": markdown_table(cov.diagnosis.round(3)),
             **({"computation": dg.MetadataValue.json(report)} if report else {}),
         },
@@ -216,8 +214,8 @@ def ancestry_pcs(context: dg.AssetExecutionContext, config: PcsConfig, storage: 
                 check_name="pcs_match_subjects", passed=bool(ok),
                 metadata={"message": "PCs finite and aligned to subjects.tsv" if ok else "PCs not aligned to subjects or not finite"},
             ),
-            dg.AssetCheckResult(check_name="pcs_genome_wide", passed=regional.empty, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"message": local_msg, "regional_pcs": list(regional["pc"]) if len(regional) else []}),
+            dg.AssetCheckResult(check_name="pcs_genome_wide", passed=flagged.empty, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"message": local_msg, "flagged_pcs": list(flagged["pc"]) if len(flagged) else []}),
         ],
     )
 
