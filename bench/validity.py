@@ -13,6 +13,7 @@ Usage::
     python bench/validity.py                      # full grid (8 cohorts) -> docs/validity.md
     python bench/validity.py --size small --out bench/out/validity_small.md
     python bench/validity.py --only admix_own_1200 ooa2_null_own_1000
+    python bench/validity.py --workdir W --reanalyze   # keep W's Phase 1/2, redo PCs and analyses
 
 Each cohort takes a few minutes on 2 CPU cores with the fast presets.
 """
@@ -32,8 +33,33 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def run_grid(size: str, workdir: Path, preset: str = "fast", only: list[str] | None = None, log=print) -> list[dict]:
-    """Simulate, materialize and score every grid cohort; one row per cohort."""
+def _reanalyze(name: str, instance, storage) -> None:
+    """Rematerialize the ancestry PCs and the analyses of an already trained cohort (Phase 1/2 kept)."""
+    import dagster as dg
+
+    from genoembed_assets.defs.partitions import register_cohort
+    from genoembed_assets.definitions import defs
+    from genoembed_assets.genotypes.ingest import scan_cohort
+
+    register_cohort(instance, name, list(scan_cohort(storage.source_dir(name)).blocks["block_id"]))
+    graph = defs.resolve_asset_graph()
+    analyses = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "analysis"]
+    resources = {**defs.resources, "storage": storage}
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    for selection in ([dg.AssetKey("ancestry_pcs")], analyses):
+        result = dg.materialize(assets, selection=selection, partition_key=name, instance=instance, resources=resources,
+                                raise_on_error=False)
+        if not result.success:
+            raise RuntimeError(f"{name}: re-analysis of {[k.to_user_string() for k in selection]} failed")
+
+
+def run_grid(size: str, workdir: Path, preset: str = "fast", only: list[str] | None = None, log=print,
+             reanalyze: bool = False) -> list[dict]:
+    """Simulate, materialize and score every grid cohort; one row per cohort.
+
+    ``reanalyze``: the cohorts in ``workdir`` are already simulated and trained; only the
+    ancestry PCs and the analyses are materialized again (after a change to either).
+    """
     import dagster as dg
 
     from genoembed_assets.defs.resources import ComputeResource, GenoembedStorage
@@ -50,9 +76,12 @@ def run_grid(size: str, workdir: Path, preset: str = "fast", only: list[str] | N
             if only and name not in only:
                 continue
             started = time.perf_counter()
-            simulate_cohort(cohorts / name, config=config)
-            materialize_cohort(name, instance=instance, resources={"storage": storage, "compute": ComputeResource(device="cpu")},
-                               run_config=preset_run_config(preset), log=lambda m: None)
+            if reanalyze:
+                _reanalyze(name, instance, storage)
+            else:
+                simulate_cohort(cohorts / name, config=config)
+                materialize_cohort(name, instance=instance, resources={"storage": storage, "compute": ComputeResource(device="cpu")},
+                                   run_config=preset_run_config(preset), log=lambda m: None)
             score = score_cohort(cohorts / name, storage.cohort_dir(name))
             score.update(cohort=name, seed=config.seed, stratum_strength=config.stratum_strength,
                          inter_block_ld=config.inter_block_ld, seconds=round(time.perf_counter() - started, 1))
@@ -107,12 +136,16 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="fast", choices=["fast", "balanced", "thorough"])
     parser.add_argument("--only", nargs="*", help="grid cohort names to run")
     parser.add_argument("--json", type=Path, help="also save the rows as JSON")
+    parser.add_argument("--reanalyze", action="store_true",
+                        help="reuse the cohorts and Phase 1/2 results in --workdir; redo the PCs and analyses")
     args = parser.parse_args(argv)
     out = args.out or (ROOT / "docs" / "validity.md" if args.size == "full" else ROOT / "bench" / "out" / f"validity_{args.size}.md")
     with tempfile.TemporaryDirectory(prefix="genoembed-validity-") as tmp:
         workdir = args.workdir or Path(tmp)
         started = time.perf_counter()
-        rows = run_grid(args.size, workdir, args.preset, args.only)
+        if args.reanalyze and args.workdir is None:
+            parser.error("--reanalyze needs the --workdir of an earlier run")
+        rows = run_grid(args.size, workdir, args.preset, args.only, reanalyze=args.reanalyze)
         text = report(rows, args.size)
         text += f"\nMeasured with `python bench/validity.py --size {args.size} --preset {args.preset}` in {time.perf_counter() - started:.0f} s.\n"
     out.parent.mkdir(parents=True, exist_ok=True)
