@@ -24,14 +24,16 @@ import pytest
 from genoembed_assets.genotypes.ingest import ingest_cohort, load_or_compute_pcs, scan_cohort
 from genoembed_assets.genotypes.layout import load_block, read_manifest, read_subjects
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-KG = SHARED / "1kg_chr20"
-BLOCK_MAP = SHARED / "reference" / "ldetect_EUR_hg19.bed"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+# shipped in data/1kg_chr20 (so CI runs these tests on a fresh clone); shared/ beside the repo otherwise
+KG = REPO / "data" / "1kg_chr20" if (REPO / "data" / "1kg_chr20" / "reference.vcf.gz").exists() else SHARED / "1kg_chr20"
+BLOCK_MAP = REPO / "data" / "reference" / "ldetect_EUR_hg19.bed"
 PANELS = ("reference.vcf.gz", "unphased.vcf.gz")
 CAP = 2000
 
 pytestmark = pytest.mark.skipif(not all((KG / p).exists() for p in PANELS),
-                                reason=f"1000 Genomes test data not found at {KG} (shared/ beside the repo)")
+                                reason=f"1000 Genomes test data not found at {KG} (data/1kg_chr20 or shared/ beside the repo)")
 
 
 def parse_vcf(path: Path) -> tuple[list[str], list[int], list[int], dict[int, tuple[str, list[int]]]]:
