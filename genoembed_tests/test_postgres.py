@@ -170,7 +170,11 @@ def test_cohort_inputs_materialize_against_postgres_and_read_back(postgres_insta
         names = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in checks}
         assert names[("cohort_input", "no_duplicate_ids")] is True
         assert names[("phenotypes", "phenotypes_usable")] is True
-        assert all(names.values()) and len(names) >= 7
+        # every blocking (ERROR) check passes; WARN checks (e.g. pcs_genome_wide on 50 random subjects) may warn
+        errors = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in checks
+                  if c.severity == dg.AssetCheckSeverity.ERROR}
+        assert all(errors.values()) and len(errors) >= 7, names
+        assert ("ancestry_pcs", "pcs_genome_wide") in names
 
     # The rows are in PostgreSQL itself.
     import psycopg2
