@@ -82,8 +82,8 @@ def score_cohort(cohort_dir: str | Path, results_dir: str | Path, q_max: float =
             out["leave_out_leader_q"] = float(leave.sort_values("rank").iloc[0]["q"])
 
     assoc = _read(analysis / "phenotype_associations.parquet")
-    if assoc is not None and {"feature", "phenotype", "q"} <= set(assoc.columns):
-        blocks_only = assoc[assoc.get("kind", pd.Series("block", index=assoc.index)).astype(str).str.contains("block")]
+    if assoc is not None and {"feature", "kind", "phenotype", "q"} <= set(assoc.columns):  # absent when skipped
+        blocks_only = assoc[assoc["kind"] == "block"]
         hits = {(r.feature, r.phenotype) for r in blocks_only.itertuples() if r.q < q_max}
         planted = {(e["block"], e["phenotype"]) for e in truth.get("effects", [])}
         out["associations_found"] = len(planted & hits)
