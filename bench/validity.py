@@ -158,7 +158,8 @@ def main(argv=None) -> int:
             parser.error("--reanalyze needs the --workdir of an earlier run")
         rows = run_grid(args.size, workdir, args.preset, args.only, reanalyze=args.reanalyze, demo=args.demo)
         text = report(rows, args.size)
-        text += f"\nMeasured with `python bench/validity.py --size {args.size} --preset {args.preset}` in {time.perf_counter() - started:.0f} s.\n"
+        flags = " ".join(sys.argv[1:]) or f"--size {args.size}"
+        text += f"\nMeasured with `python bench/validity.py {flags}` in {time.perf_counter() - started:.0f} s.\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     if args.json:
