@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .layout import find_eigenvec, read_eigenvec
-from .pc_diagnosis import diagnose_pcs
+from .pc_diagnosis import block_local_axes, diagnose_pcs, local_axes
 from .pcs import cohort_pcs
 from .sources import open_source
 
@@ -33,6 +34,7 @@ def load_or_compute_pcs(
     max_variants_per_block: int = 2000,
     ld_r2: float = 0.2,
     exclude_high_ld: bool = True,
+    on_block: Callable[[pd.Series, np.ndarray], None] | None = None,
 ) -> pd.DataFrame:
     """Ancestry PCs of a cohort: its ``.eigenvec`` if it has one, else computed.
 
@@ -43,6 +45,9 @@ def load_or_compute_pcs(
     n_pcs, seed, maf_min, max_variants, ld_r2, exclude_high_ld
         Passed to :func:`.pcs.cohort_pcs` when computing; a given eigenvec
         keeps its first ``n_pcs`` columns.
+    on_block
+        Called with ``(block row, genotypes)`` for each block streamed while computing
+        (not called when an eigenvec is given: no genotypes are read then).
 
     Returns
     -------
@@ -61,11 +66,20 @@ def load_or_compute_pcs(
         pcs.attrs["source"] = "eigenvec"
         pcs.attrs["path"] = str(eig_path)
         return pcs
-    pcs, report = cohort_pcs(src.iter_blocks(mmap=True), ids, build=src.build, n_pcs=n_pcs, seed=seed, maf_min=maf_min,
+    blocks = src.iter_blocks(mmap=True)
+    if on_block is not None:
+        blocks = _tap(blocks, on_block)
+    pcs, report = cohort_pcs(blocks, ids, build=src.build, n_pcs=n_pcs, seed=seed, maf_min=maf_min,
                              max_variants=max_variants, ld_r2=ld_r2, exclude_high_ld=exclude_high_ld)
     pcs.attrs["source"] = "computed"
     pcs.attrs["report"] = report
     return pcs
+
+
+def _tap(blocks, on_block):
+    for row, g, var in blocks:
+        on_block(row, g)
+        yield row, g, var
 
 
 @dataclass
@@ -99,10 +113,14 @@ def ancestry_covariates(
     """PCs (given or computed), diagnosed; those that are not genome-wide (regional or carried by a few
     blocks) are dropped unless ``drop_regional=False`` or named in ``keep``; at least one PC stays."""
     folder = Path(folder)
+    local: list = []  # local axes recorded while computed PCs stream the blocks: the genotypes are read once
     pcs = load_or_compute_pcs(folder, n_pcs=n_pcs, seed=seed, ld_r2=ld_r2, exclude_high_ld=exclude_high_ld,
-                              max_variants_per_block=max_variants_per_block)
+                              max_variants_per_block=max_variants_per_block,
+                              on_block=lambda row, g: local.append((row, local_axes(np.asarray(g)))))
     src = open_source(folder, max_variants_per_block)
-    diagnosis = diagnose_pcs(pcs, src.iter_blocks(mmap=True), build=src.build)
+    if pcs.attrs.get("source") == "eigenvec":  # nothing was streamed
+        local = block_local_axes(src.iter_blocks(mmap=True))
+    diagnosis = diagnose_pcs(pcs, local=local, build=src.build)
     keep = {str(k) for k in keep}
     names = [c for c in pcs.columns if c != "subject_id"]
     unknown = keep - set(names)

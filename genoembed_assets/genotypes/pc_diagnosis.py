@@ -53,7 +53,7 @@ import pandas as pd
 
 from .pcs import read_high_ld_regions, standardize
 
-__all__ = ["COLUMNS", "diagnose_pcs", "local_axes"]
+__all__ = ["COLUMNS", "block_local_axes", "diagnose_pcs", "local_axes"]
 
 COLUMNS = ["pc", "region", "region_blocks", "region_r2", "region_share", "rest_r2", "top_block", "top_block_r2",
            "top_blocks", "top_blocks_share", "regional", "concentrated", "genome_wide"]
@@ -84,10 +84,16 @@ def _adjusted_r2(y: np.ndarray, x: np.ndarray) -> float:
     return float(1 - (1 - r2) * (n - 1) / (n - x.shape[1] - 1))
 
 
+def block_local_axes(blocks: Iterable[tuple[pd.Series, np.ndarray, object]], n_local: int = 3) -> list[tuple[pd.Series, np.ndarray]]:
+    """``(block row, local axes)`` per block: what :func:`diagnose_pcs` needs from the genotypes."""
+    return [(row, local_axes(np.asarray(g), n_local)) for row, g, _ in blocks]
+
+
 def diagnose_pcs(
     pcs: pd.DataFrame,
-    blocks: Iterable[tuple[pd.Series, np.ndarray, object]],
+    blocks: Iterable[tuple[pd.Series, np.ndarray, object]] | None = None,
     *,
+    local: list[tuple[pd.Series, np.ndarray]] | None = None,
     build: str = "hg19",
     n_local: int = 3,
     window_mb: float = 2.5,
@@ -106,6 +112,9 @@ def diagnose_pcs(
         ``subject_id, PC1..`` in the same subject order as the block rows.
     blocks
         ``(block row with block_id/chrom/start/end, int8 genotypes, ...)``.
+    local
+        Instead of ``blocks``: :func:`block_local_axes` already computed (e.g. while the
+        PCs streamed the same blocks, so the genotypes are read once).
 
     Returns
     -------
@@ -115,8 +124,7 @@ def diagnose_pcs(
     """
     cols = [c for c in pcs.columns if c != "subject_id"]
     meta, axes = [], []
-    for row, g, _ in blocks:
-        a = local_axes(np.asarray(g), n_local)
+    for row, a in (local if local is not None else block_local_axes(blocks, n_local)):
         if a.shape[1]:
             meta.append({"block_id": str(row["block_id"]), "chrom": str(row["chrom"]).removeprefix("chr"),
                          "start": int(row["start"]), "end": int(row["end"])})
