@@ -14,6 +14,7 @@ Usage::
     python bench/validity.py --size small --out bench/out/validity_small.md
     python bench/validity.py --only admix_own_1200 ooa2_null_own_1000
     python bench/validity.py --workdir W --reanalyze   # keep W's Phase 1/2, redo PCs and analyses
+    python bench/validity.py --workdir W --retrain-phase2   # keep W's Phase 1, redo Phase 2 onwards
 
 Each cohort takes a few minutes on 2 CPU cores with the fast presets.
 """
@@ -36,8 +37,9 @@ if str(ROOT) not in sys.path:
 DEMO_ROW = "demo_reference"  # the demo cohort, scored beside the grid but not counted in it
 
 
-def _reanalyze(name: str, instance, storage) -> None:
-    """Rematerialize the ancestry PCs and the analyses of an already trained cohort (Phase 1/2 kept)."""
+def _reanalyze(name: str, instance, storage, *, phase2: bool = False, preset: str = "fast") -> None:
+    """Rematerialize the ancestry PCs and the analyses of an already trained cohort (Phase 1 kept;
+    Phase 2 too unless ``phase2``, which retrains it first with ``preset``)."""
     import dagster as dg
 
     from genoembed_assets.defs.partitions import register_cohort
@@ -46,22 +48,29 @@ def _reanalyze(name: str, instance, storage) -> None:
 
     register_cohort(instance, name, list(scan_cohort(storage.source_dir(name)).blocks["block_id"]))
     graph = defs.resolve_asset_graph()
+    from genoembed_assets.runner import preset_run_config
+
     analyses = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "analysis"]
+    stages = [([dg.AssetKey("ancestry_pcs")], None), (analyses, None)]
+    if phase2:
+        phase2_config = {"ops": {"cross_block_embeddings": preset_run_config(preset)["ops"]["cross_block_embeddings"]}}
+        stages.insert(0, ([k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "phase2"], phase2_config))
     resources = {**defs.resources, "storage": storage}
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
-    for selection in ([dg.AssetKey("ancestry_pcs")], analyses):
+    for selection, run_config in stages:
         result = dg.materialize(assets, selection=selection, partition_key=name, instance=instance, resources=resources,
-                                raise_on_error=False)
+                                run_config=run_config, raise_on_error=False)
         if not result.success:
             raise RuntimeError(f"{name}: re-analysis of {[k.to_user_string() for k in selection]} failed")
 
 
 def run_grid(size: str, workdir: Path, preset: str = "fast", only: list[str] | None = None, log=print,
-             reanalyze: bool = False, demo: bool = False) -> list[dict]:
+             reanalyze: bool = False, demo: bool = False, retrain_phase2: bool = False) -> list[dict]:
     """Simulate, materialize and score every grid cohort; one row per cohort.
 
     ``reanalyze``: the cohorts in ``workdir`` are already simulated and trained; only the
-    ancestry PCs and the analyses are materialized again (after a change to either).
+    ancestry PCs and the analyses are materialized again (after a change to either);
+    ``retrain_phase2`` also retrains Phase 2 first (after a change to it; Phase 1 kept).
     ``demo``: also score the demo cohort (the one genoembed was built on), as a reference row.
     """
     import dagster as dg
@@ -81,8 +90,8 @@ def run_grid(size: str, workdir: Path, preset: str = "fast", only: list[str] | N
             if only and name not in only:
                 continue
             started = time.perf_counter()
-            if reanalyze:
-                _reanalyze(name, instance, storage)
+            if reanalyze or retrain_phase2:
+                _reanalyze(name, instance, storage, phase2=retrain_phase2, preset=preset)
             else:
                 simulate_cohort(cohorts / name, config=config)
                 materialize_cohort(name, instance=instance, resources={"storage": storage, "compute": ComputeResource(device="cpu")},
@@ -149,14 +158,17 @@ def main(argv=None) -> int:
     parser.add_argument("--demo", action="store_true", help="also score the demo cohort, as a reference row")
     parser.add_argument("--reanalyze", action="store_true",
                         help="reuse the cohorts and Phase 1/2 results in --workdir; redo the PCs and analyses")
+    parser.add_argument("--retrain-phase2", action="store_true",
+                        help="reuse the cohorts and Phase 1 results in --workdir; retrain Phase 2, redo the PCs and analyses")
     args = parser.parse_args(argv)
     out = args.out or (ROOT / "docs" / "validity.md" if args.size == "full" else ROOT / "bench" / "out" / f"validity_{args.size}.md")
     with tempfile.TemporaryDirectory(prefix="genoembed-validity-") as tmp:
         workdir = args.workdir or Path(tmp)
         started = time.perf_counter()
-        if args.reanalyze and args.workdir is None:
-            parser.error("--reanalyze needs the --workdir of an earlier run")
-        rows = run_grid(args.size, workdir, args.preset, args.only, reanalyze=args.reanalyze, demo=args.demo)
+        if (args.reanalyze or args.retrain_phase2) and args.workdir is None:
+            parser.error("--reanalyze and --retrain-phase2 need the --workdir of an earlier run")
+        rows = run_grid(args.size, workdir, args.preset, args.only, reanalyze=args.reanalyze, demo=args.demo,
+                        retrain_phase2=args.retrain_phase2)
         text = report(rows, args.size)
         flags = " ".join(sys.argv[1:]) or f"--size {args.size}"
         text += f"\nMeasured with `python bench/validity.py {flags}` in {time.perf_counter() - started:.0f} s.\n"

@@ -15,6 +15,7 @@ from genoembed_assets.models._cross_block_training import (
     fit_cross_block,
     plot_block_importance,
     save_cross_block_result,
+    seed_ensemble,
 )
 from genoembed_assets.models._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore, synthetic_block_embeddings
 from genoembed_assets.models._importance import (
@@ -172,7 +173,9 @@ def test_fit_tiny_store_shapes_and_finite(tmp_path, tiny):
     data, meta = tiny
     store = BlockEmbeddingStore(_write_store(tmp_path, data, meta), meta)
     result = fit_cross_block(store, TINY, device="cpu")
-    assert result.subject_embeddings.shape == (60, 17)
+    # two seeds' 16-dimensional CLS embeddings side by side
+    assert result.subject_embeddings.shape == (60, 1 + 2 * 16)
+    assert len(result.metrics["seed_scales"]) == 2 and result.metrics["embedding_width"] == 16
     assert result.subject_embeddings["subject_id"].iloc[0] == "id0"
     assert np.isfinite(result.subject_embeddings.drop(columns="subject_id").to_numpy()).all()
     assert result.importance_by_seed.shape == (2, 6)
@@ -307,6 +310,20 @@ def test_seed_agreement_on_the_blocks_that_matter():
     # ... seeds that disagree on the leaders do; without a significant block Spearman decides
     assert not _stability_check(0.9, 0.5).passed
     assert not _stability_check(0.3, float("nan")).passed and _stability_check(0.6, float("nan")).passed
+
+
+def test_seed_ensemble_weighs_seeds_equally():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 4)) * 10.0, rng.normal(size=(50, 3)) * 0.1
+    joined, scales = seed_ensemble([a.astype(np.float32), b.astype(np.float32)])
+    assert joined.shape == (50, 7) and joined.dtype == np.float32
+    # each seed's block has unit mean variance whatever its own scale, its geometry kept
+    assert joined[:, :4].var(axis=0).mean() == pytest.approx(1.0, rel=1e-4)
+    assert joined[:, 4:].var(axis=0).mean() == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_allclose(joined[:, 4:], b * scales[1], rtol=1e-5)
+    # a constant seed (collapsed) is kept as is rather than divided by zero
+    const, scales = seed_ensemble([np.ones((5, 2), np.float32)])
+    assert np.isfinite(const).all() and scales == [1.0]
 
 
 def test_bh_qvalues():

@@ -15,7 +15,7 @@ import pytest
 from genoembed_assets.defs.resources import ComputeResource, GenoembedStorage
 from genoembed_assets.genotypes.simulate import DEMO_SEED, simulate_cohort, validity_grid
 from genoembed_assets.runner import materialize_cohort, preset_run_config
-from genoembed_assets.validity import TARGETS, score_cohort, target_failures
+from genoembed_assets.validity import TARGETS, score_cohort, stratum_ari_ceiling, target_failures
 
 GRID = validity_grid("small")
 
@@ -36,6 +36,21 @@ def grid_scores(tmp_path_factory):
                                run_config=preset_run_config("fast"), log=lambda m: None)
             scores[name] = score_cohort(root / "cohorts" / name, storage.cohort_dir(name))
     return scores
+
+
+def test_ari_ceiling_falls_with_the_stratum_strength():
+    import numpy as np
+
+    strata = np.repeat([0, 1, 2], 400)
+    def truth(strength, partners=0):
+        return {"n_strata": 3, "structure_weights": {"a": 0.85 * strength, "b": 0.85 * strength, "c": 0.45 * strength},
+                "ld_partner_blocks": ["p"] * partners, "ld_partner_weight": 0.5 * strength}
+    full, weak = stratum_ari_ceiling(truth(1.0), strata), stratum_ari_ceiling(truth(0.8), strata)
+    # at full strength an oracle of the haplotype groups nearly always places a subject; at 0.8
+    # too many subjects drew no haplotype from their group: the 0.8 target sits near the bound
+    assert 0.93 < full < 1.0 and 0.78 < weak < 0.88 and weak < full
+    assert stratum_ari_ceiling(truth(0.8, partners=2), strata) > weak  # LD partners carry the stratum too
+    assert np.isnan(stratum_ari_ceiling({"n_strata": 0}, strata))
 
 
 def test_grid_is_not_the_demo():

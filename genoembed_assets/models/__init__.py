@@ -13,7 +13,7 @@ from ._block_training import (
 )
 from ._block_vae import PRESETS, BlockVAE, BlockVAEConfig, LossOutput, StackedBlockVAE, one_hot_genotypes, vae_loss
 from ._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
-from ._cross_block_training import CrossBlockResult, fit_cross_block, plot_block_importance, save_cross_block_result
+from ._cross_block_training import CrossBlockResult, fit_cross_block, plot_block_importance, save_cross_block_result, seed_ensemble
 from ._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore
 from ._importance import ImportanceResult, ld_neighbours, measure_importance
 from ._standardize import Standardizer, shared_axes
@@ -34,6 +34,7 @@ __all__ = [
     "measure_importance",
     "shared_axes",
     "fit_cross_block",
+    "seed_ensemble",
     "plot_block_importance",
     "save_cross_block_result",
     "BETA_SCHEDULES",
