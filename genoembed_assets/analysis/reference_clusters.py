@@ -82,8 +82,9 @@ def assign_to_reference(
     Returns
     -------
     table
-        ``subject_id, cluster, distance, second_distance, novel`` (``cluster``
-        is the reference's label of the nearest centroid).
+        ``subject_id, cluster, distance, second_distance, novel, pc1, pc2``
+        (``cluster`` is the reference's label of the nearest centroid; pc1/pc2
+        the first two principal axes of the projected embedding).
     summary
         ``k``, ``cluster_sizes`` (in the reference's label order),
         ``novel_fraction``, ``novelty_radius``, ``n_subjects``.
@@ -99,8 +100,12 @@ def assign_to_reference(
     order = np.argsort(dist, axis=1)
     nearest = dist[np.arange(len(dist)), order[:, 0]]
     second = dist[np.arange(len(dist)), order[:, 1]] if dist.shape[1] > 1 else np.full(len(dist), np.nan)
+    centred = values - values.mean(axis=0)
+    axes = np.linalg.svd(centred, full_matrices=False)[2][:2] if len(values) > 1 else np.eye(2, values.shape[1])
+    coords = centred @ axes.T  # for the scatter, as cluster_subjects' pc1/pc2
     table = pd.DataFrame({SUBJECT_ID: embedding[SUBJECT_ID].to_numpy(), "cluster": model.labels[order[:, 0]],
-                          "distance": nearest, "second_distance": second, "novel": nearest > model.radius})
+                          "distance": nearest, "second_distance": second, "novel": nearest > model.radius,
+                          "pc1": coords[:, 0], "pc2": coords[:, 1] if coords.shape[1] > 1 else 0.0})
     summary = {
         "k": int(len(model.labels)),
         "cluster_sizes": [int((table["cluster"] == c).sum()) for c in model.labels],
@@ -110,3 +115,26 @@ def assign_to_reference(
         "n_subjects": int(len(table)),
     }
     return table, summary
+
+
+def plot_reference_assignment(table: pd.DataFrame, path) -> None:
+    """Projected subjects on the first two principal axes of their embedding, by assigned cluster; novel ones ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    coords = table[["pc1", "pc2"]].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    for c in sorted(table["cluster"].unique()):
+        part = (table["cluster"] == c).to_numpy()
+        ax.scatter(coords[part, 0], coords[part, 1], s=8, label=f"reference cluster {c} (n={part.sum()})")
+    novel = table["novel"].to_numpy(bool)
+    ax.scatter(coords[novel, 0], coords[novel, 1], s=40, facecolors="none", edgecolors="k", label=f"novel (n={novel.sum()})")
+    ax.set_xlabel("embedding axis 1")
+    ax.set_ylabel("embedding axis 2")
+    ax.set_title("projected subjects, assigned to the reference's clusters", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

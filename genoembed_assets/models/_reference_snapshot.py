@@ -36,7 +36,7 @@ __all__ = ["ReferenceSnapshot", "freeze_reference", "open_snapshot"]
 SNAPSHOT_JSON = "reference.json"
 PHASE1_FILES = ("model.pt", "metrics.json", "embedding.npy")
 # Optional: present once the reference ran Phase 2 and its clustering.
-PHASE2_FILES = ("metrics.json", "subject_embeddings.parquet")
+PHASE2_FILES = ("metrics.json", "subject_embeddings.parquet", "block_importance.parquet")
 ANALYSIS_FILES = ("subject_clusters.parquet",)
 INPUT_FILES = ("manifest.tsv", "variants.parquet", "subjects.tsv")
 
