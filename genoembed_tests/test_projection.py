@@ -38,6 +38,7 @@ from genoembed_assets.models.projection import project_blocks, project_subjects,
 from genoembed_assets.runner import fast_run_config, materialize_cohort
 
 from .conftest import latest_materialization, metadata_value
+from .test_sensor import env as sensor_env  # noqa: F401  (the sensor tests' fixture: a fresh instance and cohorts root)
 
 GENOEMBED = Path(sys.executable).with_name("genoembed")
 REF, NEW, SMALL = "ref", "new", "small"
@@ -252,3 +253,69 @@ def test_cohort_json_reference_makes_the_runner_project(world):
     assert list(embedding.columns) == list(reference.columns) and len(embedding) == 100
     clusters = latest_materialization(instance, "subject_clusters", SMALL)
     assert metadata_value(clusters, "k") == json.loads((storage.analysis_dir(REF) / "subject_clusters.json").read_text())["k"]
+
+
+def test_sensor_holds_a_projected_cohort_until_its_reference_is_done(sensor_env):
+    from genoembed_assets.defs.automation import cohorts as c
+    from genoembed_assets.defs.models.projection import REFERENCE_READY
+
+    from .test_sensor import backdate, write_small_cohort
+
+    env = sensor_env
+    write_small_cohort(env.root / "alpha")
+    write_small_cohort(env.root / "beta", seed=1)
+    (env.root / "beta" / "cohort.json").write_text(json.dumps({"reference": "alpha"}))
+    backdate(env.root / "beta")
+    for request in env.tick().run_requests:  # both cohorts' inputs
+        env.execute(request)
+    second = env.tick()
+    assert {r.tags[c.COHORT_TAG] for r in second.run_requests} == {"alpha"}
+    for rel in REFERENCE_READY:  # the reference's Phase 2 and clusters done (their files are what is checked)
+        path = env.storage.cohort_dir("alpha") / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    third = env.tick()
+    assert third.run_requests and {(r.tags[c.COHORT_TAG], r.tags[c.STAGE_TAG]) for r in third.run_requests} == {("beta", c.BLOCK_STAGE)}
+
+
+# ----------------------------------------------------------------------------- novelty and real panels
+
+
+def test_a_subject_unlike_the_reference_is_flagged_novel():
+    from genoembed_assets.analysis.reference_clusters import assign_to_reference
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[4.0, 0, 0], [-4.0, 0, 0], [0, 4.0, 0]])
+    labels = rng.integers(0, 3, 300)
+    ref = pd.DataFrame(centres[labels] + rng.normal(size=(300, 3)), columns=["e0", "e1", "e2"])
+    ref.insert(0, "subject_id", [f"r{i}" for i in range(300)])
+    new_labels = rng.integers(0, 3, 50)
+    new = pd.DataFrame(np.vstack([centres[new_labels] + rng.normal(size=(50, 3)), [[0, 0, 30.0]]]), columns=["e0", "e1", "e2"])
+    new.insert(0, "subject_id", [f"n{i}" for i in range(51)])
+    table, summary = assign_to_reference(new, ref, pd.DataFrame({"subject_id": ref["subject_id"], "cluster": labels}))
+    assert table["novel"].iloc[-1] and table["novel"].iloc[:-1].mean() < 0.1
+    assert (table["cluster"].iloc[:-1].to_numpy() == new_labels).mean() > 0.95
+    assert summary["k"] == 3 and sum(summary["cluster_sizes"]) == 51
+
+
+KG = Path(__file__).resolve().parents[1] / "data" / "1kg_chr20"
+
+
+@pytest.mark.skipif(not (KG / "unphased.vcf.gz").exists(), reason=f"1000 Genomes panels not found in {KG}")
+def test_1kg_panels_match_variant_by_variant(tmp_path):
+    """Real panels: every reference variant is matched exactly, or absent because the new cohort's QC removed it."""
+    from genoembed_assets.genotypes.ingest import ingest_cohort
+
+    inputs = {}
+    for name in ("reference", "unphased"):
+        (tmp_path / name).mkdir()
+        shutil.copy(KG / f"{name}.vcf.gz", tmp_path / name)
+        inputs[name] = ingest_cohort(tmp_path / name, tmp_path / f"{name}_in", log=lambda _m: None).out_dir
+    ref = pd.read_parquet(inputs["reference"] / "variants.parquet")
+    new = pd.read_parquet(inputs["unphased"] / "variants.parquet")
+    match = match_variants(ref, new)
+    in_new = ref["pos"].isin(set(new["pos"])).to_numpy()  # same sites and alleles in both panels
+    assert set(match.status[in_new]) == {"exact"} and set(match.status[~in_new]) == {"absent"}
+    table = match.block_table()
+    assert len(table) == ref["block_id"].nunique() and table["matched_fraction"].min() >= 0.8
+    assert table["n_matched"].sum() == int(in_new.sum())

@@ -181,3 +181,18 @@ def projected_phase2(context, storage: GenoembedStorage, cohort: str, snapshot: 
         else:
             yield dg.AssetCheckResult(asset_key=asset, check_name=name, passed=True,
                                       metadata={"message": f"projected: the reference's block importance ({snapshot.label}) was checked when it trained"})
+
+
+#: What a reference must have before a cohort is projected onto it (so the snapshot holds Phase 2 and clusters too).
+REFERENCE_READY = ("phase2/subject_embeddings.parquet", "analysis/subject_clusters.parquet")
+
+
+def reference_pending(storage: GenoembedStorage, folder: Path) -> str | None:
+    """Why the cohort folder's blocks must wait for its reference (None: no reference, or it is ready)."""
+    reference = layout.read_cohort_settings(folder).get("reference")
+    if not reference:
+        return None
+    missing = [rel for rel in REFERENCE_READY if not (storage.cohort_dir(reference) / rel).exists()]
+    if not missing:
+        return None
+    return f"projects onto {reference!r}, which is not materialized yet (no {missing[0]})"
