@@ -112,6 +112,16 @@ def test_allele_mismatch_is_not_matched():
     assert list(match_variants(reference, target).status) == ["allele_mismatch"]
 
 
+def test_npy_cohorts_without_positions_match_by_order_only_when_counts_agree():
+    def table(block, n):
+        return pd.DataFrame({"block_id": block, "chrom": "1", "pos": pd.array([pd.NA] * n, dtype="Int64"), "ref": "", "alt": ""})
+
+    reference = pd.concat([table("b1", 3), table("b2", 2)], ignore_index=True)
+    match = match_variants(reference, pd.concat([table("b2", 4), table("b1", 3)], ignore_index=True))
+    assert list(match.status) == ["by_order"] * 3 + ["absent"] * 2
+    assert list(match.source[:3]) == [4, 5, 6]
+
+
 def test_cohort_with_swapped_and_flipped_variants_projects_the_same(world, tmp_path):
     """Rewrite the reference's own input: swaps (REF/ALT exchanged, genotypes 2-g) and strand flips change nothing."""
     storage = world["storage"]

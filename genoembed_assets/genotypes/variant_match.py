@@ -175,7 +175,7 @@ def _match_by_order(ref, tgt, ref_pos, tgt_pos, source, status) -> None:
     unplaced = ref.index[~ref_pos]
     if not len(unplaced):
         return
-    tgt_blocks = {b: idx for b, idx in tgt[~tgt_pos].groupby("block_id").groups.items()}
+    tgt_blocks = dict(tgt[~tgt_pos].groupby("block_id").groups)
     for block, idx in ref.loc[unplaced].groupby("block_id").groups.items():
         target_rows = tgt_blocks.get(block)
         if target_rows is not None and len(target_rows) == len(idx):
