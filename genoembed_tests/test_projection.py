@@ -164,11 +164,11 @@ def test_cohort_with_swapped_and_flipped_variants_projects_the_same(world, tmp_p
 
 
 def test_checks_fail_a_block_without_matches_and_warn_below_threshold():
-    rows = [{"block_id": "b1", "n_matched": 0, "matched_fraction": 0.0},
+    rows = [{"block_id": "b1", "n_matched": 0, "matched_fraction": 0.0, "reference": "A", "variants_file": "in/variants.parquet"},
             {"block_id": "b2", "n_matched": 3, "matched_fraction": 0.3},
             {"block_id": "b3", "n_matched": 9, "matched_fraction": 0.9}]
     matched, fraction = projection_checks(rows)
-    assert not matched.passed and "b1" in matched.metadata["message"].value
+    assert not matched.passed and matched.metadata["message"].value.startswith("in/variants.parquet: no variant matches the reference 'A' in block(s) b1;")
     assert not fraction.passed and fraction.severity == dg.AssetCheckSeverity.WARN
     assert "b2 (30%)" in fraction.metadata["message"].value and "b3" not in fraction.metadata["message"].value
 
@@ -329,3 +329,24 @@ def test_1kg_panels_match_variant_by_variant(tmp_path):
     table = match.block_table()
     assert len(table) == ref["block_id"].nunique() and table["matched_fraction"].min() >= 0.8
     assert table["n_matched"].sum() == int(in_new.sum())
+
+
+def test_a_block_without_matched_variants_stops_the_cohort_as_an_input_error(world, tmp_path):
+    from genoembed_assets.runner import PipelineError
+
+    storage = world["storage"]
+    shifted = world["cohorts"] / "shifted"
+    shutil.copytree(world["cohorts"] / SMALL, shifted)
+    variants = pd.read_parquet(shifted / "variants.parquet")
+    block = variants["block_id"].iloc[-1]
+    variants.loc[variants["block_id"] == block, "pos"] += 50_000_000  # as if another build
+    variants.to_parquet(shifted / "variants.parquet", index=False)
+    with pytest.raises(PipelineError) as caught:
+        materialize_cohort("shifted", instance=world["instance"],
+                           resources={"storage": storage, "compute": ComputeResource(device="cpu")},
+                           run_config=fast_run_config(), log=lambda _m: None, console_level="WARNING")
+    error = caught.value
+    assert error.input_error
+    assert f"block_embeddings:variants_matched: {storage.input_dir('shifted') / 'variants.parquet'}: no variant matches " \
+        f"the reference 'ref' in block(s) {block};" in error.user_message
+    assert not (storage.phase2_dir("shifted") / "subject_embeddings.parquet").exists()

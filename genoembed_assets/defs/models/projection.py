@@ -92,7 +92,8 @@ def project_cohort_blocks(context, storage: GenoembedStorage, cohort: str, refer
         for stale in ("model.pt", "fingerprint.json", "metrics.json", "curve.csv"):  # a trained block's files do not apply
             (out / stale).unlink(missing_ok=True)
         counts = projected.counts
-        row = {"cohort": cohort, "block_id": projected.block_id, "projected": True,
+        row = {"cohort": cohort, "block_id": projected.block_id, "projected": True, "reference": reference,
+               "variants_file": str(storage.input_dir(cohort) / "variants.parquet"),
                "finite": bool(np.isfinite(projected.embedding).all()), **counts}
         rows.append(row)
         context.log_event(dg.AssetObservation(
@@ -119,8 +120,8 @@ def projection_checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
     worst = min(r["matched_fraction"] for r in rows)
     return [
         dg.AssetCheckResult(check_name="variants_matched", passed=not none, metadata={
-            "message": f"no reference variant matched in block(s) {', '.join(none[:10])}: check the build and chromosome names"
-            if none else f"every one of {len(rows)} projected block(s) has matched variants", "blocks_without_match": none}),
+            "message": f"{rows[0]['variants_file']}: no variant matches the reference {rows[0]['reference']!r} in block(s) "
+            f"{', '.join(none[:10])}; expected the reference's build and chromosome naming" if none else f"every one of {len(rows)} projected block(s) has matched variants", "blocks_without_match": none}),
         dg.AssetCheckResult(check_name="matched_fraction_above_threshold", passed=not low, severity=dg.AssetCheckSeverity.WARN,
                             metadata={"message": f"below {MIN_MATCHED_FRACTION:.0%} matched: {', '.join(low[:10])}" if low
                                       else f"every projected block matches >= {MIN_MATCHED_FRACTION:.0%} of its reference variants",
