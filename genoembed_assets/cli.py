@@ -1,4 +1,4 @@
-"""Command line: ``genoembed demo``, ``genoembed run COHORT``, ``genoembed simulate OUT``.
+"""Command line: ``genoembed demo``, ``genoembed run COHORT``, ``genoembed simulate OUT``, ``genoembed project``.
 
 ``demo`` is what the README's run command calls: it simulates the demo cohort
 (unless present), then materializes its whole graph against the Dagster
@@ -64,7 +64,7 @@ def _stderr_to_stdout():
             os.close(saved)
 
 
-def _run(cohort: str, preset: str, *, verbose: bool = False) -> int:
+def _run(cohort: str, preset: str, *, verbose: bool = False, run_config: dict | None = None) -> int:
     from .definitions import defs
     from .progress import ProgressDisplay
     from .runner import materialize_cohort, preset_run_config
@@ -75,7 +75,7 @@ def _run(cohort: str, preset: str, *, verbose: bool = False) -> int:
                          f"or point GENOEMBED_COHORTS at the folder holding it")
     start = time.perf_counter()
     with ProgressDisplay() as progress, _stderr_to_stdout():
-        stages = materialize_cohort(cohort, instance=instance, run_config=preset_run_config(preset),
+        stages = materialize_cohort(cohort, instance=instance, run_config=run_config or preset_run_config(preset),
                                     console_level="DEBUG" if verbose else "INFO", progress=progress)
     total = time.perf_counter() - start
     out = storage.cohort_dir(cohort)
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("out", type=Path)
     sim.add_argument("--overwrite", action="store_true", help="replace a non-simulated cohort already in OUT")
     _add_simulation_flags(sim)
+    from .cli_project import add_project_parser
+
+    add_project_parser(sub, common)
     args = parser.parse_args(argv)
     # Dagster's beta/preview notices (e.g. on MultiToSingleDimensionPartitionMapping) are not the user's business
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
@@ -183,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args) -> int:
+    if args.command == "project":
+        from .cli_project import project_command
+
+        return project_command(args, _run, UsageError)
     if args.command == "simulate":
         from .genotypes.simulate import simulate_cohort
 

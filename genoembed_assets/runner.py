@@ -60,6 +60,8 @@ class PipelineError(RuntimeError):
 
 #: Error classes (by name: a run's errors arrive serialized) that mean the input is at fault.
 INPUT_ERROR_CLASSES = ("CohortInputError",)
+#: Checks outside the input stage whose failure is still the input's fault (projection: no variant matched).
+INPUT_CHECKS = ("variants_matched",)
 #: Dagster events the runner reports itself (as PipelineError) rather than on the console.
 _FAILURE_EVENTS = ("STEP_FAILURE", "RUN_FAILURE")
 
@@ -139,8 +141,9 @@ def materialize_cohort(
         for line in warned:
             log(f"  WARN {line}")
         if failed:
+            by_input = name == "cohort inputs" or any(e.check_name in INPUT_CHECKS and not e.passed for e in evaluations)
             raise PipelineError(f"blocking checks failed in stage '{name}': " + "; ".join(failed),
-                                user_message="check failed: " + "; ".join(failed), input_error=name == "cohort inputs")
+                                user_message="check failed: " + "; ".join(failed), input_error=by_input)
     return results
 
 

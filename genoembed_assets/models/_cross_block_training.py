@@ -229,6 +229,23 @@ def _distance_correlation(phase1: np.ndarray, phase2: np.ndarray) -> tuple[float
     return float(pearsonr(d1, d2)[0]), float(spearmanr(d1, d2)[0])
 
 
+def phase2_input_space(store: BlockEmbeddingStore, config: CrossBlockConfig):
+    """The standardizer Phase 2 trains in, its (train, val, test) split and the shared-axes summary.
+
+    Deterministic given the store and the config, so projection rebuilds the
+    exact input space of a trained model from the reference's embeddings.
+    """
+    train_idx, val_idx, test_idx = _split(store.n_subjects, config.val_fraction, config.importance_fraction, config.seeds[0])
+    sample = train_idx[_subsample(train_idx.size, config.importance_subjects, config.seeds[0])]
+    standardize = Standardizer(store, train_idx, sample=sample)
+    shared_summary = []
+    if config.shared_factors != 0:
+        standardize.shared, shared_summary = shared_axes(
+            standardize(store.get(sample)), standardize.active, None if config.shared_factors < 0 else config.shared_factors
+        )
+    return standardize, (train_idx, val_idx, test_idx), shared_summary
+
+
 def fit_cross_block(
     store: BlockEmbeddingStore,
     config: CrossBlockConfig | None = None,
@@ -267,14 +284,7 @@ def fit_cross_block(
         raise ValueError(f"Phase 2 needs at least 2 blocks (one to hide, one to see), got {store.n_blocks}")
     device = _resolve_device(device)
     started = time.perf_counter()
-    train_idx, val_idx, test_idx = _split(store.n_subjects, config.val_fraction, config.importance_fraction, config.seeds[0])
-    sample = train_idx[_subsample(train_idx.size, config.importance_subjects, config.seeds[0])]
-    standardize = Standardizer(store, train_idx, sample=sample)
-    shared_summary = []
-    if config.shared_factors != 0:
-        standardize.shared, shared_summary = shared_axes(
-            standardize(store.get(sample)), standardize.active, None if config.shared_factors < 0 else config.shared_factors
-        )
+    standardize, (train_idx, val_idx, test_idx), shared_summary = phase2_input_space(store, config)
     dist_idx = _subsample(store.n_subjects, config.distance_subjects, config.seeds[0] + 1)
 
     # Importance is measured on a test split used for nothing else: the

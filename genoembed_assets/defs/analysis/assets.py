@@ -20,6 +20,8 @@ from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
 from ..resources import GenoembedStorage
 from . import _io
+from ..models import projection
+from .reference_clusters import projected_clusters
 
 GROUP = "analysis"
 
@@ -133,6 +135,9 @@ class ClusterConfig(dg.Config):
 )
 def subject_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
+    snapshot = projection.snapshot_of(storage, cohort)
+    if snapshot is not None:  # a projected cohort keeps the reference's clusters
+        return projected_clusters(context, storage, snapshot, config.min_cluster_size, FINITE[0], "cluster_sizes_above_floor")
     result = an.cluster_subjects(
         _io.subject_embedding(storage, cohort), _io.ancestry_pcs(storage, cohort),
         adjust_for_ancestry=config.adjust_for_ancestry, k_range=range(config.k_min, config.k_max + 1),

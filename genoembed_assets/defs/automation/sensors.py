@@ -28,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..partitions import BLOCKS, COHORTS
+from ..models import projection
 from ..resources import GenoembedStorage
 from . import cohorts as c
 
@@ -98,7 +99,11 @@ def evaluate_cohorts(context: dg.SensorEvaluationContext, storage: GenoembedStor
             requested_cohorts.add(name)
             continue
 
-        # Inputs are current for this content: the block stage follows.
+        # Inputs are current for this content: the block stage follows (a projected cohort's once its reference is done).
+        waiting = projection.reference_pending(storage, folder.path)
+        if waiting:
+            context.log.info(f"cohort {name!r}: {waiting}; its blocks wait")
+            continue
         if stages.blocks and not c.pending_or_done(c.stage_runs(instance, name, c.BLOCK_STAGE, fp)):
             if c.blocks_outdated(instance, name, stages.blocks, ingested):
                 block_ids = list(instance.get_dynamic_partitions(BLOCKS))

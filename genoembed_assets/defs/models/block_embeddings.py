@@ -23,6 +23,7 @@ from ...models import PRESETS, BlockFit, BlockVAEConfig, save_block_fit, train_b
 from ..metadata import markdown_table
 from ..partitions import block_backfill_policy, cohort_block_partitions, group_by_cohort, multi_key, run_partition_keys
 from ..resources import ComputeResource, GenoembedStorage
+from . import projection
 
 FINGERPRINT = "fingerprint.json"
 PHASE1_CHECKS = [
@@ -51,6 +52,8 @@ class BlockEmbeddingConfig(dg.Config):
     focal_gamma: Optional[float] = None
     batch_size: Optional[int] = None
     seed: Optional[int] = None
+    # project onto this cohort's frozen models instead of training (else cohort.json's "reference", if any)
+    reference: Optional[str] = None
 
     @property
     def preset_name(self) -> str:
@@ -59,7 +62,7 @@ class BlockEmbeddingConfig(dg.Config):
     def to_model_config(self) -> BlockVAEConfig:
         if self.preset_name not in PRESETS:
             raise ValueError(f"unknown Phase 1 preset {self.preset_name!r}; choose one of {sorted(PRESETS)}")
-        overrides = {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
+        overrides = {k: v for k, v in self.model_dump().items() if k not in ("preset", "reference") and v is not None}
         if "hidden_widths" in overrides:
             overrides["hidden_widths"] = tuple(overrides["hidden_widths"])
         # BlockVAEConfig validates in __post_init__: a bad value fails here, before training
@@ -92,7 +95,8 @@ def _block_summary(metrics: dict) -> dict:
     deps=["block_genotypes"],
     pool="gpu",
     kinds={"pytorch"},
-    check_specs=[dg.AssetCheckSpec(name, asset="block_embeddings", description=d) for name, d in PHASE1_CHECKS],
+    check_specs=[dg.AssetCheckSpec(name, asset="block_embeddings", description=d)
+                 for name, d in PHASE1_CHECKS + projection.PROJECTION_CHECKS],
     description="Phase 1: a beta-VAE per LD block; per subject the posterior-mean latent vector "
     "(results/<cohort>/phase1/<block>/embedding.parquet), weights, training curve and metrics.",
 )
@@ -104,8 +108,17 @@ def block_embeddings(
     keys = run_partition_keys(context)
     context.log.info(f"Phase 1 on {device}: {len(keys)} block partition(s), preset {config.preset_name!r}")
     rows, skipped, absent = [], [], []
+    projected, lineage = [], {}
     start = time.perf_counter()
     for cohort, blocks in group_by_cohort(keys).items():
+        reference = projection.cohort_reference(storage, cohort, config.reference)
+        if reference is not None:
+            done, lacking, snapshot = projection.project_cohort_blocks(context, storage, cohort, reference, blocks)
+            projected += done
+            absent += lacking
+            lineage = projection.lineage(snapshot)
+            continue
+        projection.forget_projection(storage, cohort)
         inp = storage.input_dir(cohort)
         manifest = layout.read_manifest(inp).set_index("block_id")
         subjects = layout.read_subjects(inp)
@@ -157,8 +170,10 @@ def block_embeddings(
             "seconds": round(seconds, 1),
             "config": dg.MetadataValue.json(dataclasses.asdict(model_config)),
             "blocks": markdown_table(_table(rows)),
+            **({"n_projected": len(projected), **lineage,
+                "projected_blocks": markdown_table(projection.projection_table(projected))} if projected else {}),
         },
-        check_results=_checks(rows),
+        check_results=_checks(rows + projected) + projection.projection_checks(projected),
     )
 
 
@@ -170,7 +185,7 @@ def _table(rows: list[dict]):
 
 def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
     present = [r for r in rows if "heldout_accuracy" in r]
-    nonfinite = [r["block_id"] for r in present if not r.get("finite", True)]
+    nonfinite = [r["block_id"] for r in rows if not r.get("finite", True)]  # projected blocks too
     below = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} < {r['mode_baseline_accuracy']:.3f})"
              for r in present if r["heldout_accuracy"] < r["mode_baseline_accuracy"]]
     dead = [r["block_id"] for r in present if r["active_units"] < 1]

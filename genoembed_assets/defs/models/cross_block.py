@@ -19,6 +19,7 @@ from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
 from ..resources import ComputeResource, GenoembedStorage
+from . import projection
 
 MIN_EFFECTIVE_RANK = 2.0
 MIN_DIM_VARIANCE = 1e-6
@@ -27,6 +28,9 @@ MIN_RANK_STABILITY = 0.5
 MIN_TOP_AGREEMENT = 0.75
 # FDR level at which a block's importance counts as beating its permutation null.
 IMPORTANCE_Q = 0.05
+# Each check of the multi-asset and the asset it checks (the projection branch reports all of them).
+PHASE2_CHECK_ASSETS = {"embedding_finite_and_not_collapsed": "subject_embeddings", "importance_beats_null": "block_importance",
+                       "importance_valid": "block_importance", "rank_stable_across_seeds": "block_importance"}
 
 
 class CrossBlockAssetConfig(dg.Config):
@@ -107,6 +111,10 @@ def open_phase1_store(storage: GenoembedStorage, cohort: str) -> BlockEmbeddingS
 def cross_block_embeddings(context: dg.AssetExecutionContext, config: CrossBlockAssetConfig, storage: GenoembedStorage,
                            compute: ComputeResource):
     cohort = context.partition_key
+    snapshot = projection.snapshot_of(storage, cohort)
+    if snapshot is not None:  # projected cohort: the reference's frozen Transformer, nothing trained
+        yield from projection.projected_phase2(context, storage, cohort, snapshot, PHASE2_CHECK_ASSETS)
+        return
     model_config = config.to_model_config()
     store = open_phase1_store(storage, cohort)
     device = compute.torch_device()
