@@ -4,7 +4,10 @@ The reference's clusters are k-means labels of its ancestry-adjusted subject
 embedding; a projected cohort has other ancestry PCs, so its subjects are not
 pushed through that pipeline. Instead each reference cluster is summarised in
 the embedding space both cohorts share: its centroid, with the clusters'
-pooled within-cluster covariance (ridge-regularised). A projected subject
+pooled within-cluster covariance (Ledoit-Wolf shrinkage: the subject
+embedding joins every Phase 2 seed, ~100 dimensions, and a plain sample
+covariance from a few hundred reference subjects overfits them, so held-out
+subjects looked far: 16 % of a simulated half flagged novel, 6.7 % with shrinkage). A projected subject
 goes to the centroid nearest in that Mahalanobis distance, which weighs the
 axes that separate the clusters over those that vary within them (ancestry
 among them). It is flagged **novel** when even the nearest centroid is
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.covariance import LedoitWolf
 
 from .features import SUBJECT_ID, feature_columns
 
@@ -47,7 +51,7 @@ class ReferenceClusters:
         names = np.unique(labels)
         centroids = np.stack([values[labels == c].mean(axis=0) for c in names])
         within = values - centroids[np.searchsorted(names, labels)]
-        cov = np.cov(within, rowvar=False).reshape(values.shape[1], values.shape[1])
+        cov = LedoitWolf(assume_centered=True).fit(within).covariance_
         cov += RIDGE * max(float(np.trace(cov)) / len(cov), 1e-12) * np.eye(len(cov))
         precision = np.linalg.inv(cov)
         own = _mahalanobis(values, centroids[np.searchsorted(names, labels)][:, None, :], precision)[:, 0]

@@ -4,9 +4,9 @@ Phase 1: each reference block's model encodes the new cohort's genotypes,
 matched to the reference's variants (:mod:`..genotypes.variant_match`), as
 posterior means with every observed entry visible: exactly how training
 computes the reference's own embeddings, so a reference projected onto its
-own models reproduces them bit for bit. Phase 2: the reference's first-seed
-Transformer (the one its subject embeddings come from) applied in the
-reference's input space (standardizer rebuilt from the snapshot's Phase 1
+own models reproduces them bit for bit. Phase 2: every seed's Transformer of the
+reference, side by side with the reference's per-seed factors (as its own
+subject embeddings are built, ``seed_ensemble``), applied in the reference's input space (standardizer rebuilt from the snapshot's Phase 1
 embeddings, deterministic given its config). Nothing is trained.
 """
 
@@ -151,29 +151,40 @@ def save_block_projection(projection: BlockProjection, out_dir: str | Path, subj
     }
 
 
-def _phase2_config(snapshot: ReferenceSnapshot) -> CrossBlockConfig:
+def _phase2_config(snapshot: ReferenceSnapshot) -> tuple[CrossBlockConfig, list[float]]:
+    """The reference's Phase 2 config and the factor of each seed's block in its subject embedding."""
     path = snapshot.phase2_dir / "metrics.json"
     if not path.exists():
         raise CohortInputError(path, f"missing: the reference {snapshot.reference!r} has no Phase 2 model; "
                                "materialize its subject_embeddings before projecting Phase 2")
-    config = dict(json.loads(path.read_text())["config"])
+    metrics = json.loads(path.read_text())
+    config = dict(metrics["config"])
     config["seeds"] = tuple(config["seeds"])
     fields = {f.name for f in dataclasses.fields(CrossBlockConfig)}
-    return CrossBlockConfig(**{k: v for k, v in config.items() if k in fields})
+    config = CrossBlockConfig(**{k: v for k, v in config.items() if k in fields})
+    scales = metrics.get("seed_scales")
+    if scales is None or len(scales) != len(config.seeds):
+        raise CohortInputError(path, f"the reference {snapshot.reference!r} was trained before subject embeddings "
+                               "joined every seed (no seed_scales); rematerialize its subject_embeddings")
+    return config, [float(s) for s in scales]
 
 
 def project_subjects(snapshot: ReferenceSnapshot, phase1_dir: str | Path, subject_ids: Sequence[str]) -> pd.DataFrame:
     """Phase 2 subject embeddings (``subject_id, e0..``) of projected Phase 1 embeddings in ``phase1_dir``."""
-    config = _phase2_config(snapshot)
+    config, scales = _phase2_config(snapshot)
     meta = snapshot.manifest[["block_id", "chrom", "start", "end"]]
     reference_ids = layout.read_subjects(snapshot.folder / "input")
     reference = BlockEmbeddingStore.from_phase1_dir(snapshot.folder / "phase1", meta, reference_ids)
     new = BlockEmbeddingStore.from_phase1_dir(phase1_dir, meta, subject_ids)
     standardize, _, _ = phase2_input_space(reference, config)
-    model = CrossBlockTransformer(reference.dims, reference.chrom_index(), reference.position_mb(), config)
-    weights = snapshot.phase2_dir / f"model_seed{config.seeds[0]}.pt"
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    embedding = _encode(model, new, standardize, np.arange(new.n_subjects), config.batch_size, torch.device("cpu"))
+    blocks = []
+    for seed, scale in zip(config.seeds, scales):
+        model = CrossBlockTransformer(reference.dims, reference.chrom_index(), reference.position_mb(), config)
+        weights = snapshot.phase2_dir / f"model_seed{seed}.pt"
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        cls = _encode(model, new, standardize, np.arange(new.n_subjects), config.batch_size, torch.device("cpu"))
+        blocks.append(cls * np.float32(scale))  # the factor the reference's own embedding used (seed_ensemble)
+    embedding = np.concatenate(blocks, axis=1).astype(np.float32)
     frame = pd.DataFrame(embedding, columns=[f"e{i}" for i in range(embedding.shape[1])])
     frame.insert(0, "subject_id", new.subject_ids)
     return frame
