@@ -117,13 +117,14 @@ def report(rows: list[dict], size: str) -> str:
     """The Markdown report: one row per cohort, then the grid-level targets."""
     from genoembed_assets.validity import TARGETS
 
-    head = ["cohort", "demography", "n", "strength", "inter-block LD", "eigenvec", "k", "ARI strata", "strong ranks",
+    head = ["cohort", "demography", "n", "strength", "inter-block LD", "eigenvec", "k", "ARI strata", "ARI ceiling", "strong ranks",
             "strong p", "weak rank", "weak p", "leave-MHC-out leader", "weak leads", "assoc. found", "null FP rate",
             "targets"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["cohort"], r["demography"].replace("stdpopsim HomSap ", ""), r["n_subjects"], r["stratum_strength"],
                  r["inter_block_ld"], r["eigenvec_source"], r.get("k"), _fmt(r.get("ari", float("nan"))),
+                 _fmt(r.get("ari_ceiling", float("nan"))),
                  _fmt(r.get("strong_ranks", [])), _fmt(r.get("strong_p", [])), _fmt(r.get("weak_ranks", [])),
                  _fmt(r.get("weak_p", [])), r.get("leave_out_leader", "-"), r.get("leave_out_weak_leads", "-"),
                  f"{r.get('associations_found', '-')}/{r.get('associations_planted', '-')}", _fmt(r.get("null_fp_rate", float("nan"))),
