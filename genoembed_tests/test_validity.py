@@ -67,14 +67,7 @@ def test_importance_and_association_targets_hold(grid_scores, name):
     assert s["null_fp_rate"] <= TARGETS["null_fp_max"], s
 
 
-#: Measured misses of the clustering target, kept visible instead of hidden (docs/validity.md):
-#: in small_admix_own the fast-preset Phase 2 subject embedding does not carry the strata at all
-#: (plain KMeans(3) on it: ARI 0.01), although block importance finds the planted blocks.
-CLUSTER_MISSES = {"small_admix_own": "Phase 2 subject embedding does not carry the strata (KMeans(3) ARI 0.01)"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=CLUSTER_MISSES[name], strict=True))
-                                  if name in CLUSTER_MISSES else name for name, _ in GRID])
+@pytest.mark.parametrize("name", [name for name, _ in GRID])
 def test_clusters_recover_the_planted_strata(grid_scores, name):
     s = grid_scores[name]
     assert s["discrete"] and s["k"] == 3 and s["ari"] >= TARGETS["ari_min"], s
