@@ -175,3 +175,14 @@ def test_demo_pipeline_writes_the_imputed_vcf(demo_pipeline):
     vcf.close()
     qc = json.loads((demo_pipeline.results / "input" / "qc.json").read_text())
     assert len(vcf.samples) == qc["n_subjects"]
+
+
+def test_block_metrics_score_the_baselines_on_the_held_out_calls(imputed):
+    *_, summary = imputed
+    for path in sorted((summary["work"] / "phase1").glob("*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        for name in ("mode", "pca", "knn"):
+            assert 0.0 <= metrics[f"{name}_baseline_accuracy"] <= 1.0, (path, name)
+        assert metrics["mode_baseline_accuracy"] < metrics["pca_baseline_accuracy"]
+        assert 0.0 < metrics["heldout_r2"] <= 1.0
+        assert metrics["n_maf_5_20"] + metrics["n_maf_20_50"] + metrics["n_maf_1_5"] + metrics["n_maf_0_1"] == metrics["n_heldout"]

@@ -52,14 +52,30 @@ def minor_allele_frequency(genotypes: np.ndarray) -> np.ndarray:
     return np.minimum(p, 1.0 - p)
 
 
-def mode_dosage(genotypes: np.ndarray, *, rank: int | None = None, seed: int = 0) -> np.ndarray:
+def _rows(values: np.ndarray, query: np.ndarray | None) -> np.ndarray:
+    return values if query is None else values[query]
+
+
+def mode_dosage(genotypes: np.ndarray, *, rank: int | None = None, seed: int = 0,
+                query: np.ndarray | None = None) -> np.ndarray:
     """The most frequent observed genotype of each variant, everywhere (ties pick the lower class)."""
     counts = np.stack([(genotypes == c).sum(axis=0) for c in range(GENOTYPE_CLASSES)])
     mode = counts.argmax(axis=0).astype(np.float32)
-    return np.broadcast_to(mode, genotypes.shape).copy()
+    return _rows(np.broadcast_to(mode, genotypes.shape), query).copy()
 
 
-def pca_dosage(genotypes: np.ndarray, *, rank: int, seed: int = 0, n_iter: int = _SVD_ITERATIONS) -> np.ndarray:
+def _rank_k(centred: np.ndarray, k: int) -> np.ndarray:
+    """Best rank-k approximation (as a truncated SVD), from the eigenvectors of the smaller Gram matrix."""
+    n, v = centred.shape
+    if v <= n:
+        top = np.linalg.eigh(centred.T @ centred)[1][:, -k:]
+        return (centred @ top) @ top.T
+    top = np.linalg.eigh(centred @ centred.T)[1][:, -k:]
+    return top @ (top.T @ centred)
+
+
+def pca_dosage(genotypes: np.ndarray, *, rank: int, seed: int = 0, n_iter: int = _SVD_ITERATIONS,
+               query: np.ndarray | None = None) -> np.ndarray:
     """Rank-``rank`` reconstruction by iterative (hard-impute) SVD.
 
     Missing entries start at the variant's observed mean dosage; each round
@@ -74,27 +90,27 @@ def pca_dosage(genotypes: np.ndarray, *, rank: int, seed: int = 0, n_iter: int =
     reconstruction = filled
     for _ in range(n_iter if (~observed).any() else 1):
         centre = filled.mean(axis=0)
-        u, s, vt = np.linalg.svd(filled - centre, full_matrices=False)
-        reconstruction = (u[:, :k] * s[:k]) @ vt[:k] + centre
+        reconstruction = _rank_k(filled - centre, k) + centre
         filled = np.where(observed, genotypes, reconstruction)
-    return np.clip(reconstruction, 0.0, 2.0).astype(np.float32)
+    return _rows(np.clip(reconstruction, 0.0, 2.0), query).astype(np.float32)
 
 
 def knn_dosage(genotypes: np.ndarray, *, rank: int | None = None, seed: int = 0,
-               n_neighbors: int = _KNN_NEIGHBOURS) -> np.ndarray:
+               n_neighbors: int = _KNN_NEIGHBOURS, query: np.ndarray | None = None) -> np.ndarray:
     """Mean dosage of the ``n_neighbors`` nearest subjects that observed the call (sklearn's KNNImputer).
 
     Distance is the NaN-aware Euclidean distance over the calls both subjects
     observed; a variant no subject observed stays at 0 (it has no information).
+    With ``query`` only those rows are imputed (the cost is rows x subjects x variants).
     """
     from sklearn.impute import KNNImputer
 
     x = np.where(genotypes >= 0, genotypes, np.nan).astype(np.float64)
-    imputer = KNNImputer(n_neighbors=n_neighbors, keep_empty_features=True)
-    return np.clip(imputer.fit_transform(x), 0.0, 2.0).astype(np.float32)
+    imputer = KNNImputer(n_neighbors=n_neighbors, keep_empty_features=True).fit(x)
+    return np.clip(imputer.transform(_rows(x, query)), 0.0, 2.0).astype(np.float32)
 
 
-#: name -> f(genotypes with hidden entries as -1, rank=, seed=) -> dosage.
+#: name -> f(genotypes with hidden entries as -1, rank=, seed=, query=rows) -> dosage of those rows.
 BASELINES: dict[str, Callable[..., np.ndarray]] = {"mode": mode_dosage, "pca": pca_dosage, "knn": knn_dosage}
 
 
@@ -191,7 +207,7 @@ def compare_with_baselines(
     out.update({f"model_{k}": v for k, v in model.items() if "maf" in k and not k.startswith("n_")})
     out.update({k: v for k, v in model.items() if k.startswith("n_maf")})
     for name, fill in BASELINES.items():
-        predicted = fill(seen, rank=rank, seed=seed)[len(train_idx):]
+        predicted = fill(seen, rank=rank, seed=seed, query=np.arange(len(train_idx), len(seen)))
         scores = score_calls(truth, predicted[held], maf)
         out[f"{name}_baseline_accuracy"] = scores["concordance"]
         out[f"{name}_baseline_r2"] = scores["r2"]
