@@ -186,3 +186,18 @@ def test_block_metrics_score_the_baselines_on_the_held_out_calls(imputed):
         assert metrics["mode_baseline_accuracy"] < metrics["pca_baseline_accuracy"]
         assert 0.0 < metrics["heldout_r2"] <= 1.0
         assert metrics["n_maf_5_20"] + metrics["n_maf_20_50"] + metrics["n_maf_1_5"] + metrics["n_maf_0_1"] == metrics["n_heldout"]
+
+
+def test_vcf_and_index_are_readable_by_others(imputed):
+    *_, out, _ = imputed
+    for path in (out, out.with_name(out.name + ".tbi")):
+        assert path.stat().st_mode & 0o044 == 0o044 & ~_umask(), path  # not mkstemp's 0600
+    assert not list(out.parent.glob(".*"))  # no temporary file left behind
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -99,6 +99,12 @@ def _header(samples: Sequence[str], contigs: Sequence[str], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _gt_codes(gt: np.ndarray) -> np.ndarray:
     """ALT dosage -> htslib's unphased diploid GT encoding ((allele + 1) << 1)."""
     first = (gt == 2).astype(np.int32)
@@ -155,6 +161,8 @@ def write_imputed_vcf(
             _write_block(writer, sites, calls, empty_calls)
         writer.close()
         pysam.tabix_index(str(tmp), preset="vcf", force=True)
+        for made in (tmp, index):  # mkstemp makes 0600 files; give them the usual umask-based mode
+            os.chmod(made, 0o666 & ~_umask())
         Path(f"{path}.tbi").unlink(missing_ok=True)  # never leave an old index beside a new file
         os.replace(tmp, path)
         os.replace(index, f"{path}.tbi")
