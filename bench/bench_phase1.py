@@ -13,7 +13,9 @@ held-out masked accuracy beside the per-variant mode baseline.
 (c) ``competent``: what a competent PyTorch user writes: the block's tensors in
     memory (``randperm`` batches, no DataLoader), the class-major one-hot that
     genoembed uses, one fused ``F.cross_entropy`` over (batch, 3, variants)
-    with ``ignore_index`` on the entries that are not targets.
+    with ``ignore_index`` on the entries that are not targets (way ``competent_ce``), or,
+    faster on CPU, the same masked sum as ``log_softmax`` over the class dimension and one
+    ``gather`` (way ``competent``).
 (d) ``single``: :func:`genoembed_assets.models.train_blocks` given one block at a time.
 (b) ``genoembed``: :func:`genoembed_assets.models.train_blocks` given every block.
 
@@ -120,8 +122,12 @@ def _time_to(curve: list[tuple[float, float]], target: float | None) -> float:
     return curve[-1][0] if curve else 0.0
 
 
-def train_competent(blocks, config, targets: dict | None = None) -> list[dict]:
-    """One model per block, data in memory, class-major one-hot, fused masked cross-entropy."""
+def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool = False) -> list[dict]:
+    """One model per block, data in memory, class-major one-hot, masked cross-entropy in one op.
+
+    ``fused_ce``: ``F.cross_entropy`` over (batch, 3, variants) with ``ignore_index`` (way
+    ``competent_ce``); otherwise ``log_softmax`` over the class dimension and one ``gather``.
+    """
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -159,8 +165,12 @@ def train_competent(blocks, config, targets: dict | None = None) -> list[dict]:
 
         def loss(x, visible, target, beta, sample):
             logits, mean, log_var = forward(x, visible, sample)
-            labels = torch.where(target, x, torch.full_like(x, -100))
-            recon = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum") / x.shape[0]
+            if fused_ce:
+                labels = torch.where(target, x, torch.full_like(x, -100))
+                recon = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum") / x.shape[0]
+            else:  # the same sum, 12x faster on CPU here than F.cross_entropy over (batch, 3, variants)
+                picked = torch.gather(torch.log_softmax(logits, dim=1), 1, x.clamp(min=0).unsqueeze(1)).squeeze(1)
+                recon = -torch.where(target, picked, torch.zeros((), dtype=picked.dtype)).sum() / x.shape[0]
             kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(1).mean()
             return recon, kl, logits
 
@@ -352,7 +362,8 @@ def worker(args) -> None:
     before = rss_mb()
     started = time.perf_counter()
     targets = json.loads(Path(args.targets).read_text()) if args.targets else None
-    ways = {"loop": train_loop, "competent": train_competent, "single": train_single, "genoembed": train_genoembed}
+    ways = {"loop": train_loop, "competent": train_competent, "single": train_single, "genoembed": train_genoembed,
+            "competent_ce": lambda b, c, t: train_competent(b, c, t, fused_ce=True)}
     results = ways[args.worker](blocks, config, targets)
     seconds = time.perf_counter() - started
     genotype_epochs = sum(r["n_subjects"] * r["n_snps"] * r["epochs_run"] for r in results)
@@ -377,7 +388,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override max_epochs")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each worker")
     parser.add_argument("--ways", default="genoembed,competent,single,loop",
-                        help="comma-separated: genoembed, competent, single, loop (genoembed first sets the accuracy targets)")
+                        help="comma-separated: genoembed, competent, competent_ce, single, loop "
+                        "(genoembed first sets the accuracy targets)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
