@@ -201,3 +201,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_npy_layout_without_sites_gets_spread_positions_and_symbolic_alleles(tmp_path):
+    from genoembed_assets.genotypes.vcf_write import block_sites, write_imputed_vcf
+    from genoembed_assets.models._impute import ImputedBlock
+
+    block = {"block_id": "chr1_b0000", "chrom": "1", "start": 1000, "end": 2000}
+    sites = block_sites(None, block, 4)
+    assert list(sites["pos"]) == sorted(set(sites["pos"])) and 1000 < sites["pos"].min() and sites["pos"].max() < 2000
+    assert set(sites["ref"]) == {"N"} and set(sites["alt"]) == {"<ALT>"}
+    gp = np.zeros((2, 4, 3), dtype=np.float32)
+    gp[..., 1] = 1.0
+    calls = ImputedBlock(gp=gp, gt=np.ones((2, 4), np.int8), ds=np.ones((2, 4), np.float32),
+                         imputed=np.zeros((2, 4), bool), dr2=np.full(4, np.nan, np.float32))
+    out = write_imputed_vcf(tmp_path / "x.vcf.gz", ["a", "b"], [(sites, calls)])
+    vcf = VCF(str(out))
+    records = list(vcf)
+    assert [r.POS for r in records] == list(sites["pos"]) and records[0].ALT == ["<ALT>"]
+    assert records[0].INFO.get("DR2") is None and records[0].INFO.get("IMP") == 0  # nothing imputed: no DR2
+    if shutil.which("bcftools"):
+        subprocess.run(["bcftools", "view", "-H", str(out)], check=True, capture_output=True)
