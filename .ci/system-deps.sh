@@ -6,6 +6,8 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # headless browser for test_ui_browser.py (Playwright drives /usr/bin/chromium)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# bcftools for test_imputation.py (the imputed VCF parses and answers a region query)
+command -v bcftools >/dev/null || need+=(bcftools)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "installing Debian packages: ${need[*]}"

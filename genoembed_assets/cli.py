@@ -1,4 +1,5 @@
-"""Command line: ``genoembed demo``, ``genoembed run COHORT``, ``genoembed simulate OUT``, ``genoembed project``.
+"""Command line: ``genoembed demo``, ``genoembed run COHORT``, ``genoembed simulate OUT``, ``genoembed project``,
+``genoembed impute IN OUT``.
 
 ``demo`` is what the README's run command calls: it simulates the demo cohort
 (unless present), then materializes its whole graph against the Dagster
@@ -81,9 +82,13 @@ def _run(cohort: str, preset: str, *, verbose: bool = False, run_config: dict | 
     out = storage.cohort_dir(cohort)
     print(f"\nCohort {cohort!r} materialized in {total:.0f} s ({len(stages)} stages).")
     print(f"Results: {out}")
-    for sub in ("input", "phase1", "phase2", "analysis"):
+    for sub in ("input", "phase1", "phase2", "analysis", "imputed"):
         if (out / sub).exists():
             print(f"  {sub + '/':<10} {sum(1 for p in (out / sub).rglob('*') if p.is_file())} files")
+    from .defs.models.imputed_genotypes import imputed_vcf_path
+
+    if imputed_vcf_path(storage, cohort).exists():
+        print(f"Imputed VCF (every missing call filled, FORMAT GT:DS:GP:IMP): {imputed_vcf_path(storage, cohort)}")
     print(f"Dagster instance (run history, metadata, checks): {os.environ['DAGSTER_HOME']}")
     print("Open the UI on it:  DAGSTER_HOME=$PWD/dagster_home .venv/bin/dagster dev   (then http://127.0.0.1:3000)")
     return 0
@@ -173,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     from .cli_project import add_project_parser
 
     add_project_parser(sub, common)
+    imp = sub.add_parser("impute", parents=[common], help="fill the missing calls of a VCF with block models (VCF out)")
+    imp.add_argument("input", type=Path, help="VCF/BCF file (or a cohort folder in any accepted layout)")
+    imp.add_argument("output", type=Path, help="imputed .vcf.gz to write (with its .tbi)")
+    imp.add_argument("--work", type=Path, default=None, help="work folder (default: <OUTPUT stem>_genoembed/); "
+                     "block models trained there are reused for the same input and preset")
+    imp.add_argument("--preset", default="impute", choices=["fast", "balanced", "thorough", "impute"],
+                     help="Phase 1 training preset (default: impute)")
+    imp.add_argument("--device", default=None, help="torch device (default: CUDA when present, else CPU)")
     args = parser.parse_args(argv)
     # Dagster's beta/preview notices (e.g. on MultiToSingleDimensionPartitionMapping) are not the user's business
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
@@ -190,6 +203,14 @@ def _command(args) -> int:
         from .cli_project import project_command
 
         return project_command(args, _run, UsageError)
+    if args.command == "impute":
+        from .cli_impute import impute_input
+
+        done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device)
+        print(f"wrote {done['out']} (+ .tbi): {done['n_subjects']} subjects x {done['n_variants']} variants, "
+              f"{done['n_imputed']} calls imputed; {done['trained']} block model(s) trained, {done['reused']} reused "
+              f"(work folder {done['work']})")
+        return 0
     if args.command == "simulate":
         from .genotypes.simulate import simulate_cohort
 

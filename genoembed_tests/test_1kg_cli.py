@@ -41,6 +41,7 @@ def test_1kg_genotype_only_runs_to_the_end(tmp_path):
     assert done.returncode == 0, f"stderr:\n{done.stderr}\nstdout tail:\n{done.stdout[-3000:]}"
     assert done.stderr.strip() == ""  # stderr is for errors only
     assert f"Cohort {COHORT!r} materialized" in done.stdout
+    assert f"{COHORT}.imputed.vcf.gz" in done.stdout  # the run says where the imputed VCF is
     assert " DEBUG " not in done.stdout  # the console log is at INFO
 
     out = tmp_path / "results" / COHORT

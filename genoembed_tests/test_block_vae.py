@@ -175,7 +175,7 @@ def test_bad_config_raises(changes, match):
 
 
 def test_presets_are_valid_and_distinct():
-    assert set(PRESETS) == {"fast", "balanced", "thorough"}
+    assert set(PRESETS) == {"fast", "balanced", "thorough", "impute"}
     assert PRESETS["balanced"] == BlockVAEConfig()
     assert PRESETS["fast"].max_epochs < PRESETS["balanced"].max_epochs < PRESETS["thorough"].max_epochs
 

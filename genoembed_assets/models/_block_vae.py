@@ -165,6 +165,9 @@ PRESETS: dict[str, BlockVAEConfig] = {
     "thorough": BlockVAEConfig(
         latent_size=16, hidden_widths=(256, 128), max_epochs=300, patience=20, kl_warmup_epochs=20, lr=1e-3
     ),
+    # `genoembed impute`'s default: the same bottleneck, a wider layer, a weaker KL pull and smaller batches
+    # (more steps on small cohorts); it beat rank-k PCA where "balanced" did not (docs/benchmarks.md)
+    "impute": BlockVAEConfig(hidden_widths=(256,), beta=0.1, batch_size=32),
 }
 
 

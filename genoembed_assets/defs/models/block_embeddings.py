@@ -30,6 +30,8 @@ PHASE1_CHECKS = [
     ("embeddings_finite", "Every embedding and training metric in the run is finite."),
     ("beats_mode_baseline", "Held-out masked accuracy of every block is at least its per-variant mode baseline (warning)."),
     ("active_latent_units", "Every block keeps at least one active latent unit."),
+    ("beats_pca_baseline", "Held-out masked accuracy of every block is above a rank-k PCA reconstruction of its "
+     "genotypes, k = latent size (warning)."),
 ]
 
 
@@ -84,7 +86,8 @@ def _is_complete(out: Path, fingerprint: str) -> bool:
 
 
 def _block_summary(metrics: dict) -> dict:
-    keep = ["heldout_accuracy", "mode_baseline_accuracy", "recon_loss", "kl", "active_units", "epochs_run", "n_snps"]
+    keep = ["heldout_accuracy", "mode_baseline_accuracy", "pca_baseline_accuracy", "knn_baseline_accuracy",
+            "heldout_r2", "pca_baseline_r2", "recon_loss", "kl", "active_units", "epochs_run", "n_snps"]
     return {k: metrics[k] for k in keep if k in metrics}
 
 
@@ -149,7 +152,8 @@ def block_embeddings(
             atomic.write_json(out / FINGERPRINT, {"fingerprint": prints[fit.block_id]})
             summary = _block_summary(fit.metrics)
             rows.append({"cohort": cohort, "block_id": fit.block_id, "trained": True, **summary,
-                         "finite": bool(np.isfinite(fit.embedding).all() and np.isfinite(list(summary.values())).all())})
+                         "finite": bool(np.isfinite(fit.embedding).all() and np.isfinite(
+                             [v for k, v in summary.items() if "r2" not in k]).all())})  # r2 is NaN on a constant truth
             context.log_event(dg.AssetObservation(
                 "block_embeddings", partition=str(multi_key(cohort, fit.block_id)),
                 metadata={"present": True, "path": dg.MetadataValue.path(str(out)), **summary},
@@ -189,6 +193,8 @@ def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
     below = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} < {r['mode_baseline_accuracy']:.3f})"
              for r in present if r["heldout_accuracy"] < r["mode_baseline_accuracy"]]
     dead = [r["block_id"] for r in present if r["active_units"] < 1]
+    under_pca = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} <= {r['pca_baseline_accuracy']:.3f})"
+                 for r in present if r.get("pca_baseline_accuracy", -1.0) >= r["heldout_accuracy"]]
     worst = min((r["heldout_accuracy"] - r["mode_baseline_accuracy"] for r in present), default=0.0)
     return [
         dg.AssetCheckResult(check_name="embeddings_finite", passed=not nonfinite,
@@ -199,4 +205,7 @@ def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
                                       "min_margin": float(worst)}),
         dg.AssetCheckResult(check_name="active_latent_units", passed=not dead,
                             metadata={"message": f"no active unit in {dead}" if dead else "every block has an active latent unit"}),
+        dg.AssetCheckResult(check_name="beats_pca_baseline", passed=not under_pca, severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"message": f"{len(under_pca)}/{len(present)} block(s) at or below PCA: " + ", ".join(under_pca[:20])
+                                      if under_pca else f"every block above its rank-k PCA baseline ({len(present)})"}),
     ]

@@ -1,0 +1,270 @@
+"""Imputation benchmark: genoembed's block models beside mode, kNN, iterative SVD and Beagle 5.4.
+
+Data: the 1000 Genomes chr20 panels of data/1kg_chr20 merged (``bcftools merge``,
+503 samples x 24,990 variants). A fixed seed hides 5% of the calls of every
+variant with MAF >= 1%; each peer fills them from the masked VCF, and only the
+hidden calls are scored: concordance (imputed genotype == true genotype) and
+dosage r² pooled per MAF bin (1-5%, 5-20%, 20-50%; MAF from the unmasked data), in
+minor-allele dosage (see ``models._baselines``).
+
+Each peer runs in its own subprocess (``--worker``), timed end to end from the
+masked VCF to its imputed values (genoembed: ingest + training + imputation +
+VCF writing; Beagle: its whole run), with the peak RSS of the worker and its
+children (Beagle's JVM).
+
+Peers:
+
+* ``mode``: the most frequent observed genotype of the variant;
+* ``knn``: scikit-learn's KNNImputer (10 neighbours, NaN-Euclidean) over the whole matrix;
+* ``svd``: iterative (hard-impute) SVD of the whole matrix, rank 10 (fancyimpute's default);
+* ``beagle``: Beagle 5.4 (Debian ``beagle``), ``beagle gt=masked.vcf.gz out=...``, no reference
+  panel and no genetic map (1 cM = 1 Mb), ``nthreads`` = the cores given; scored from GT
+  (its dosage is the called genotype);
+* ``genoembed``: ``genoembed impute`` (``cli_impute.impute_input``), preset ``--preset``,
+  scored from the written GT and DS.
+
+Example::
+
+    python bench/bench_imputation.py --repeats 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KG = ROOT / "data" / "1kg_chr20"
+PANELS = ("reference.vcf.gz", "unphased.vcf.gz")
+PEERS = ("mode", "knn", "svd", "beagle", "genoembed")
+BINS = ((0.01, 0.05), (0.05, 0.2), (0.2, 0.5000001))
+MASK_RATE = 0.05
+MAF_MIN = 0.01
+
+
+# ---------------------------------------------------------------- data
+
+
+def _read_dosages(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """samples, positions, int8 (variants x samples) dosages of a VCF."""
+    from cyvcf2 import VCF
+
+    from genoembed_assets.genotypes.vcf import dosage_from_gt
+
+    vcf = VCF(str(path))
+    samples, pos, rows = list(vcf.samples), [], []
+    for v in vcf:
+        pos.append(v.POS)
+        rows.append(dosage_from_gt(v.genotype.array()))
+    vcf.close()
+    return samples, np.array(pos), np.stack(rows)
+
+
+def prepare(work: Path, seed: int) -> dict:
+    """Merged panels, the masked VCF and the truth of the hidden calls (cached in ``work``)."""
+    work.mkdir(parents=True, exist_ok=True)
+    masked = work / "masked.vcf.gz"
+    truth_file = work / "truth.npz"
+    if masked.exists() and truth_file.exists():
+        return {"masked": masked, "truth": truth_file}
+    merged = work / "merged.vcf.gz"
+    for name in PANELS:
+        shutil.copy(KG / name, work / name)
+        subprocess.run(["bcftools", "index", "-f", str(work / name)], check=True)
+    subprocess.run(["bcftools", "merge", "-Oz", "-o", str(merged), *[str(work / n) for n in PANELS]], check=True)
+    samples, pos, dose = _read_dosages(merged)
+    p = np.where(dose >= 0, dose, 0).sum(1) / (2 * np.maximum((dose >= 0).sum(1), 1))
+    maf = np.minimum(p, 1 - p)
+    rng = np.random.default_rng(seed)
+    hide = (rng.random(dose.shape) < MASK_RATE) & (maf >= MAF_MIN)[:, None] & (dose >= 0)
+    _write_masked(merged, masked, hide)
+    np.savez_compressed(truth_file, pos=pos, dose=dose, hide=hide, maf=maf, samples=np.array(samples))
+    return {"masked": masked, "truth": truth_file}
+
+
+def _write_masked(merged: Path, out: Path, hide: np.ndarray) -> None:
+    """The merged VCF with the hidden calls set to ``./.`` (cyvcf2 writer, unphased GT)."""
+    from cyvcf2 import VCF, Writer
+
+    from genoembed_assets.genotypes.vcf import dosage_from_gt
+    from genoembed_assets.genotypes.vcf_write import _gt_codes
+
+    vcf = VCF(str(merged))
+    writer = Writer(str(out), vcf, mode="wz")
+    for i, v in enumerate(vcf):
+        codes = _gt_codes(np.clip(dosage_from_gt(v.genotype.array()), 0, 2))
+        codes[hide[i]] = 0  # htslib's missing allele
+        v.set_format("GT", codes)
+        writer.write_record(v)
+    writer.close()
+    vcf.close()
+    subprocess.run(["tabix", "-f", "-p", "vcf", str(out)], check=True)
+
+
+# ---------------------------------------------------------------- peers (run inside a worker)
+
+
+def _matrix_peer(name: str, masked: Path, threads: int) -> np.ndarray:
+    from genoembed_assets.models._baselines import knn_dosage, mode_dosage, pca_dosage
+
+    _, _, dose = _read_dosages(masked)
+    x = dose.T  # samples x variants
+    if name == "mode":
+        return mode_dosage(x).T
+    if name == "knn":
+        return knn_dosage(x).T
+    return pca_dosage(x, rank=10).T
+
+
+def _beagle(masked: Path, out_dir: Path, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = out_dir / "beagle"
+    subprocess.run(["beagle", f"gt={masked}", f"out={prefix}", f"nthreads={threads}"], check=True,
+                   stdout=subprocess.DEVNULL)
+    _, pos, dose = _read_dosages(Path(f"{prefix}.vcf.gz"))
+    return pos, dose.astype(np.float32)
+
+
+def _genoembed(masked: Path, out_dir: Path, preset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from cyvcf2 import VCF
+
+    from genoembed_assets.cli_impute import impute_input
+    from genoembed_assets.genotypes.vcf import dosage_from_gt
+
+    out = out_dir / "genoembed.vcf.gz"
+    impute_input(masked, out, work=out_dir / "work", preset=preset, device="cpu", log=lambda m: None)
+    vcf = VCF(str(out))
+    pos, gt, ds = [], [], []
+    for v in vcf:
+        pos.append(v.POS)
+        gt.append(dosage_from_gt(v.genotype.array()))
+        ds.append(v.format("DS")[:, 0])
+    vcf.close()
+    return np.array(pos), np.stack(gt), np.stack(ds)
+
+
+def worker(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    masked, out_dir = Path(args.masked), Path(args.out)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # every repeat trains from scratch
+    out_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    if args.worker in ("mode", "knn", "svd"):
+        ds = _matrix_peer(args.worker, masked, args.threads)
+        pos, gt = None, np.rint(ds)
+    elif args.worker == "beagle":
+        pos, ds = _beagle(masked, out_dir, args.threads)
+        gt = ds
+    else:
+        pos, gt, ds = _genoembed(masked, out_dir, args.preset)
+    seconds = time.perf_counter() - start
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    np.savez_compressed(out_dir / "calls.npz", gt=gt, ds=ds, pos=np.array([]) if pos is None else pos)
+    timing = json.dumps({"seconds": seconds, "peak_rss_mb": rss / 1024})
+    (out_dir / "timing.json").write_text(timing)
+    print(timing)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score(truth_file: Path, calls_file: Path) -> dict:
+    t = np.load(truth_file)
+    c = np.load(calls_file)
+    gt, ds = c["gt"].astype(np.float64), c["ds"].astype(np.float64)
+    dose, hide, maf = t["dose"], t["hide"], t["maf"]
+    if c["pos"].size:  # a peer writing its own VCF may drop variants (genoembed's QC): align by position
+        rows = {p: i for i, p in enumerate(c["pos"])}
+        index = np.array([rows.get(p, -1) for p in t["pos"]])
+        present = index >= 0
+        full_gt = np.full(dose.shape, np.nan)
+        full_ds = np.full(dose.shape, np.nan)
+        full_gt[present], full_ds[present] = gt[index[present]], ds[index[present]]
+        gt, ds = full_gt, full_ds
+    covered = hide & np.isfinite(gt)
+    out = {"n_hidden": int(hide.sum()), "coverage": float(covered.sum() / hide.sum())}
+    truth = dose[hide].astype(np.float64)
+    # a hidden call a peer did not return counts as wrong (dosage: the variant's mean)
+    mean = np.where(dose >= 0, dose, 0).sum(1) / np.maximum((dose >= 0).sum(1), 1)
+    g = np.where(np.isfinite(gt), gt, -9)[hide]
+    d = np.where(np.isfinite(ds), ds, mean[:, None])[hide]
+    m = np.broadcast_to(maf[:, None], dose.shape)[hide]
+    # count minor alleles: pooled over variants whose ALT is sometimes major, ALT-dosage r² rewards the mode
+    alt_major = (np.where(dose >= 0, dose, 0).sum(1) / (2 * np.maximum((dose >= 0).sum(1), 1)) > 0.5)
+    flip = np.broadcast_to(alt_major[:, None], dose.shape)[hide]
+    truth_minor, d_minor = np.where(flip, 2 - truth, truth), np.where(flip, 2 - d, d)
+    out["concordance"] = float((g == truth).mean())
+    for low, high in BINS:
+        inside = (m >= low) & (m < high)
+        tag = f"{round(low * 100)}-{round(high * 100)}%"
+        out[f"concordance {tag}"] = float((g[inside] == truth[inside]).mean())
+        out[f"r2 {tag}"] = float(np.corrcoef(truth_minor[inside], d_minor[inside])[0, 1] ** 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per peer; the median time is reported")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="impute", help="genoembed's Phase 1 preset")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "genoembed_bench_impute")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--rescore", action="store_true", help="score the calls the last run left in --work, run nothing")
+    parser.add_argument("--worker", choices=PEERS, help=argparse.SUPPRESS)
+    parser.add_argument("--masked", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    data = prepare(args.work, args.seed)
+    rows = []
+    for peer in args.peers:
+        runs = []
+        for r in range(args.repeats):
+            out = args.work / f"{peer}_{r}"
+            if args.rescore:
+                if (out / "timing.json").exists():
+                    runs.append({**json.loads((out / "timing.json").read_text()), **score(data["truth"], out / "calls.npz")})
+                continue
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+            done = subprocess.run([sys.executable, __file__, "--worker", peer, "--masked", str(data["masked"]),
+                                   "--out", str(out), "--threads", str(args.threads), "--preset", args.preset],
+                                  capture_output=True, text=True, env=env)
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{peer} failed")
+            runs.append({**json.loads(done.stdout.strip().splitlines()[-1]), **score(data["truth"], out / "calls.npz")})
+            print(f"{peer} run {r + 1}: {runs[-1]['seconds']:.1f} s, concordance {runs[-1]['concordance']:.4f}", flush=True)
+        if not runs:
+            continue
+        median = sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2]
+        rows.append({"peer": peer, "runs": len(runs), "seconds_all": [round(x["seconds"], 1) for x in runs], **median})
+    keys = ["concordance", *[f"r2 {round(lo * 100)}-{round(hi * 100)}%" for lo, hi in BINS]]
+    print("\n| peer | wall time (median) | peak RSS | concordance | r² 1-5% | r² 5-20% | r² 20-50% | coverage |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['peer']} | {row['seconds']:.1f} s ({row['seconds_all']}) | {row['peak_rss_mb']:.0f} MB | "
+              + " | ".join(f"{row[k]:.3f}" for k in keys) + f" | {row['coverage']:.4f} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

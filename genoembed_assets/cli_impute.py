@@ -1,0 +1,111 @@
+"""``genoembed impute IN OUT``: a VCF/BCF (or any cohort folder) in, an imputed VCF out.
+
+The standalone path, no Dagster instance needed: ingest the input into a work
+folder, train a Phase 1 block model for each block (or reuse one trained for
+the same block genotypes and configuration, the fingerprint the
+``block_embeddings`` asset uses), impute every missing call and write the
+bgzipped, indexed VCF. Progress is one line per step on stdout.
+
+Work folder (default ``<OUT without .vcf.gz>_genoembed/``)::
+
+    source/   a link to IN (ingest reads a folder)
+    input/    the ingested cohort (qc.json says which variants QC dropped)
+    phase1/   one trained block folder per block
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["impute_input", "work_dir_for"]
+
+
+def work_dir_for(out: Path) -> Path:
+    name = out.name
+    for suffix in (".gz", ".bgz", ".vcf", ".bcf"):
+        name = name.removesuffix(suffix)
+    return out.with_name(f"{name}_genoembed")
+
+
+def _source_folder(inp: Path, work: Path) -> Path:
+    """A folder the ingest reads: IN itself when it is a folder, else a folder holding a link to it."""
+    if inp.is_dir():
+        return inp
+    source = work / "source"
+    source.mkdir(parents=True, exist_ok=True)
+    for old in source.iterdir():
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+    (source / inp.name).symlink_to(inp.resolve())
+    return source
+
+
+def impute_input(
+    inp: str | Path,
+    out: str | Path,
+    *,
+    work: str | Path | None = None,
+    preset: str = "impute",
+    device: str | None = None,
+    maf_min: float = 0.01,
+    log: Callable[[str], object] = print,
+) -> dict:
+    """Ingest ``inp``, train (or reuse) its block models, write the imputed VCF ``out``.
+
+    Returns a summary: paths, blocks trained and reused, calls imputed, seconds per step.
+    """
+    from . import storage
+    from .defs.models.block_embeddings import FINGERPRINT, _fingerprint, _is_complete
+    from .genotypes import layout
+    from .genotypes.errors import CohortInputError
+    from .genotypes.ingest import ingest_cohort
+    from .imputation import impute_cohort
+    from .models import PRESETS, save_block_fit, train_blocks
+
+    inp, out = Path(inp), Path(out)
+    if not inp.exists():
+        raise CohortInputError(inp, "no such file or folder")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    work = Path(work) if work is not None else work_dir_for(out)
+    config = PRESETS[preset]
+    seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    report = ingest_cohort(_source_folder(inp, work), work / "input", maf_min=maf_min, log=log)
+    seconds["ingest"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    input_dir = work / "input"
+    manifest = layout.read_manifest(input_dir)
+    subjects = layout.read_subjects(input_dir)
+    todo, prints, reused = [], {}, []
+    for row in manifest.to_dict(orient="records"):
+        block_dir = work / "phase1" / row["block_id"]
+        prints[row["block_id"]] = _fingerprint(input_dir / row["file"], config)
+        if _is_complete(block_dir, prints[row["block_id"]]):
+            reused.append(row["block_id"])
+        else:
+            todo.append((row["block_id"], layout.load_block(input_dir, row, len(subjects))))
+    log(f"phase 1: {len(todo)} block model(s) to train, {len(reused)} reused (same genotypes and preset {preset!r})")
+
+    def save(fit) -> None:
+        block_dir = work / "phase1" / fit.block_id
+        save_block_fit(fit, block_dir, subjects)
+        storage.write_json(block_dir / FINGERPRINT, {"fingerprint": prints[fit.block_id]})  # last: marks it complete
+        log(f"trained {fit.block_id}: held-out accuracy {fit.metrics['heldout_accuracy']:.3f} "
+            f"(mode baseline {fit.metrics['mode_baseline_accuracy']:.3f})")
+
+    if todo:
+        train_blocks(todo, config, device=device, log=lambda m: None, on_fit=save)
+    seconds["train"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    table = impute_cohort(input_dir, work / "phase1", out, device=device or "cpu", log=log)
+    seconds["impute"] = time.perf_counter() - start
+    return {"out": out, "index": Path(f"{out}.tbi"), "work": work, "n_subjects": len(subjects),
+            "n_variants": int(table["n_snps"].sum()), "n_variants_dropped_by_qc": report.n_variants_in - report.n_variants_kept,
+            "n_imputed": int(table["n_imputed"].sum()), "trained": len(todo), "reused": len(reused),
+            "seconds": seconds, "blocks": table}

@@ -1,0 +1,123 @@
+"""Impute a cohort with its trained Phase 1 block models and write one VCF (pure: no Dagster).
+
+Shared by the ``imputed_genotypes`` asset and ``genoembed impute``: reads the
+ingested input folder (manifest, subjects, block matrices, variant table) and
+each block's ``model.pt`` + ``metrics.json`` (the configuration it was trained
+with), fills every missing call (:func:`models.impute_block`) and streams the
+blocks into a bgzipped, indexed VCF (:func:`genotypes.vcf_write.write_imputed_vcf`),
+so memory holds one block's probabilities at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .genotypes import layout
+from .genotypes.errors import CohortInputError
+from .genotypes.sources import VARIANTS
+from .genotypes.vcf_write import block_sites, write_imputed_vcf
+from .models import BlockVAEConfig, load_block_model
+from .models._impute import DEFAULT_DRAWS, impute_block
+
+__all__ = ["SIMULATED_VARIANTS", "impute_cohort"]
+
+#: The simulator's variant table in a cohort's source folder (positions of the .npy layout).
+SIMULATED_VARIANTS = "variants.tsv"
+
+
+def _variant_tables(input_dir: Path) -> dict[str, pd.DataFrame]:
+    """block_id -> its variant rows: the ingested table, else the simulator's table in the source folder."""
+    tables: dict[str, pd.DataFrame] = {}
+    path = input_dir / VARIANTS
+    if path.exists():
+        tables = {b: v for b, v in pd.read_parquet(path).groupby("block_id", sort=False)}
+    named = any(v["pos"].notna().any() for v in tables.values()) if tables else False
+    source = layout.read_cohort_settings(input_dir).get("source")
+    simulated = Path(source) / SIMULATED_VARIANTS if source else None
+    if not named and simulated is not None and simulated.exists():
+        frame = pd.read_csv(simulated, sep="\t", dtype={"chrom": str})
+        tables = {b: v.rename(columns={"variant_id": "id"}) for b, v in frame.groupby("block_id", sort=False)}
+    return tables
+
+
+def _model_config(block_dir: Path) -> BlockVAEConfig:
+    metrics = json.loads((block_dir / "metrics.json").read_text())
+    return BlockVAEConfig(**metrics["config"])
+
+
+def impute_cohort(
+    input_dir: str | Path,
+    phase1_dir: str | Path,
+    out_vcf: str | Path,
+    *,
+    device: str = "cpu",
+    n_draws: int = DEFAULT_DRAWS,
+    log: Callable[[str], object] = print,
+) -> pd.DataFrame:
+    """Impute every block of an ingested cohort and write ``out_vcf`` (+ ``.tbi``).
+
+    Parameters
+    ----------
+    input_dir
+        The ingested cohort (``results/<cohort>/input``).
+    phase1_dir
+        Folder holding one trained block folder per block id.
+    out_vcf
+        Target ``.vcf.gz``.
+    device
+        Torch device of the block models.
+    n_draws
+        Posterior draws per call (see :func:`models._impute.posterior_predictive`).
+    log
+        One line per block.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per block: ``block_id, n_snps, n_imputed, missing_rate, dr2_mean, dr2_min, seconds``.
+
+    Raises
+    ------
+    CohortInputError
+        When a block has no trained model (names the blocks and the fix).
+    """
+    input_dir, phase1_dir = Path(input_dir), Path(phase1_dir)
+    manifest = layout.read_manifest(input_dir)
+    subjects = layout.read_subjects(input_dir)
+    untrained = [b for b in manifest["block_id"] if not (phase1_dir / b / "model.pt").exists()]
+    if untrained:
+        raise CohortInputError(phase1_dir, f"no trained block model for {len(untrained)} block(s): "
+                               f"{', '.join(untrained[:10])}; materialize block_embeddings for them first",
+                               where=f"block {untrained[0]}")
+    tables = _variant_tables(input_dir)
+    sites = {row.block_id: block_sites(tables.get(row.block_id), row._asdict(), int(row.n_snps))
+             for row in manifest.itertuples(index=False)}
+    contigs = list(dict.fromkeys(c for s in sites.values() for c in s["chrom"]))
+    rows: list[dict] = []
+
+    def blocks() -> Iterator:
+        for i, row in enumerate(manifest.to_dict(orient="records"), start=1):
+            start = time.perf_counter()
+            genotypes = layout.load_block(input_dir, row, len(subjects))
+            block_dir = phase1_dir / row["block_id"]
+            model = load_block_model(block_dir, _model_config(block_dir), genotypes.shape[1], device=device)
+            calls = impute_block(model, genotypes, n_draws=n_draws)
+            n_imputed = int(calls.imputed.sum())
+            dr2 = calls.dr2[np.isfinite(calls.dr2)]
+            rows.append({"block_id": row["block_id"], "n_snps": genotypes.shape[1], "n_imputed": n_imputed,
+                         "missing_rate": n_imputed / genotypes.size,
+                         "dr2_mean": float(dr2.mean()) if dr2.size else float("nan"),
+                         "dr2_min": float(dr2.min()) if dr2.size else float("nan"),
+                         "seconds": time.perf_counter() - start})
+            log(f"imputed block {i}/{len(manifest)} {row['block_id']}: {n_imputed} call(s) filled"
+                + (f", mean DR2 {dr2.mean():.3f}" if dr2.size else ""))
+            yield sites[row["block_id"]], calls
+
+    write_imputed_vcf(out_vcf, list(subjects), blocks(), contigs=contigs, source="genoembed imputed_genotypes")
+    return pd.DataFrame(rows)
