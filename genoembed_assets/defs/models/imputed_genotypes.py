@@ -15,6 +15,7 @@ from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
 from ..resources import ComputeResource, GenoembedStorage
+from .projection import projection_record
 
 IMPUTED = "imputed"
 # A block whose imputed calls explain less than this share of dosage variance (mean DR2) is flagged.
@@ -41,6 +42,18 @@ def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
 def imputed_genotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage,
                       compute: ComputeResource) -> dg.MaterializeResult:
     cohort = context.partition_key
+    record = projection_record(storage, cohort)
+    if record is not None:
+        # A projected cohort has no block models of its own, and the reference's models see only the
+        # matched variants: imputing its own variant set with them is not built. Degrade with a note.
+        note = (f"skipped: {cohort} is projected onto {record.get('reference')!r} (no block models of its own); "
+                "impute it with its own models via `genoembed run` without a reference, or `genoembed impute`")
+        context.log.info(note)
+        return dg.MaterializeResult(
+            metadata={"skipped": note, "reference": str(record.get("reference"))},
+            check_results=[dg.AssetCheckResult(check_name="imputation_quality", passed=True,
+                                               metadata={"message": note})],
+        )
     out = imputed_vcf_path(storage, cohort)
     start = time.perf_counter()
     table = impute_cohort(storage.input_dir(cohort), storage.phase1_dir(cohort), out,
