@@ -321,6 +321,12 @@ def test_seed_ensemble_weighs_seeds_equally():
     assert joined[:, :4].var(axis=0).mean() == pytest.approx(1.0, rel=1e-4)
     assert joined[:, 4:].var(axis=0).mean() == pytest.approx(1.0, rel=1e-4)
     np.testing.assert_allclose(joined[:, 4:], b * scales[1], rtol=1e-5)
+    # given the factors (projection), new subjects are scaled exactly as the training ones were
+    again, same = seed_ensemble([a[:10].astype(np.float32), b[:10].astype(np.float32)], scales)
+    np.testing.assert_array_equal(again, joined[:10])
+    assert same == scales
+    with pytest.raises(ValueError, match="2 seed scales for 1"):
+        seed_ensemble([a.astype(np.float32)], scales)
     # a constant seed (collapsed) is kept as is rather than divided by zero
     const, scales = seed_ensemble([np.ones((5, 2), np.float32)])
     assert np.isfinite(const).all() and scales == [1.0]

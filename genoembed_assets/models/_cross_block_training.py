@@ -192,7 +192,7 @@ def _fit_one_seed(store, standardize, train_idx, val_idx, config, seed, device, 
     return model, best_state, pd.DataFrame(rows), {"best_epoch": best_epoch, "best_val_loss": best_loss, "epochs_run": len(rows)}
 
 
-def seed_ensemble(per_seed: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
+def seed_ensemble(per_seed: list[np.ndarray], scales: list[float] | None = None) -> tuple[np.ndarray, list[float]]:
     """The subject embedding: every seed's CLS embedding side by side, each scaled to unit mean variance.
 
     Seeds' spaces are not aligned (averaging would blur them), and one seed is
@@ -201,16 +201,16 @@ def seed_ensemble(per_seed: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
     0.95 (the first had stopped early on a plateau). Side by side, distances
     add over seeds, so a seed that missed a structure dilutes it instead of
     deciding. Each seed's block is scaled by one factor (its geometry kept) so
-    every seed weighs the same; the factors are returned to embed new
-    subjects the same way.
+    every seed weighs the same. The factors are returned; pass them back as
+    ``scales`` to embed new subjects in the same space (projection).
     """
-    scales, blocks = [], []
-    for e in per_seed:
-        rms = float(np.sqrt(e.astype(np.float64).var(axis=0).mean()))
-        scale = 1.0 / rms if rms > 0 else 1.0
-        scales.append(scale)
-        blocks.append(e * np.float32(scale))
-    return np.concatenate(blocks, axis=1).astype(np.float32), scales
+    if scales is None:
+        rms = [float(np.sqrt(e.astype(np.float64).var(axis=0).mean())) for e in per_seed]
+        scales = [1.0 / r if r > 0 else 1.0 for r in rms]
+    if len(scales) != len(per_seed):
+        raise ValueError(f"{len(scales)} seed scales for {len(per_seed)} seed embeddings")
+    blocks = [e * np.float32(scale) for e, scale in zip(per_seed, scales)]
+    return np.concatenate(blocks, axis=1).astype(np.float32), [float(x) for x in scales]
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from ..genotypes.variant_match import VariantMatch, gather_block, match_variants
 from ._block_training import _posterior_means, load_block_model
 from ._block_vae import BlockVAEConfig
 from ._cross_block import CrossBlockConfig, CrossBlockTransformer
-from ._cross_block_training import _encode, phase2_input_space
+from ._cross_block_training import _encode, phase2_input_space, seed_ensemble
 from ._embedding_store import BlockEmbeddingStore
 from ._reference_snapshot import ReferenceSnapshot
 
@@ -177,14 +177,13 @@ def project_subjects(snapshot: ReferenceSnapshot, phase1_dir: str | Path, subjec
     reference = BlockEmbeddingStore.from_phase1_dir(snapshot.folder / "phase1", meta, reference_ids)
     new = BlockEmbeddingStore.from_phase1_dir(phase1_dir, meta, subject_ids)
     standardize, _, _ = phase2_input_space(reference, config)
-    blocks = []
-    for seed, scale in zip(config.seeds, scales):
+    per_seed = []
+    for seed in config.seeds:
         model = CrossBlockTransformer(reference.dims, reference.chrom_index(), reference.position_mb(), config)
         weights = snapshot.phase2_dir / f"model_seed{seed}.pt"
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        cls = _encode(model, new, standardize, np.arange(new.n_subjects), config.batch_size, torch.device("cpu"))
-        blocks.append(cls * np.float32(scale))  # the factor the reference's own embedding used (seed_ensemble)
-    embedding = np.concatenate(blocks, axis=1).astype(np.float32)
+        per_seed.append(_encode(model, new, standardize, np.arange(new.n_subjects), config.batch_size, torch.device("cpu")))
+    embedding, _ = seed_ensemble(per_seed, scales)  # the reference's own factors, not the new cohort's
     frame = pd.DataFrame(embedding, columns=[f"e{i}" for i in range(embedding.shape[1])])
     frame.insert(0, "subject_id", new.subject_ids)
     return frame
