@@ -394,7 +394,7 @@ def test_bad_config_raises(overrides, match):
 def test_unknown_override_and_presets():
     with pytest.raises(ValueError, match="unknown CrossBlockConfig fields"):
         CrossBlockConfig().with_overrides(depth=3)
-    assert set(CROSS_BLOCK_PRESETS) == {"fast", "balanced", "thorough"}
+    assert set(CROSS_BLOCK_PRESETS) == {"fast", "balanced", "genome", "thorough"}
     for config in CROSS_BLOCK_PRESETS.values():
         config.validate()
 

@@ -102,9 +102,10 @@ __all__ = [
     "top_block_agreement",
 ]
 
-# Rows per forward pass: large enough to amortize per-call overhead on CPU,
-# small enough for any GPU.
-_ROWS_PER_PASS = 4096
+# Tokens (rows x blocks) per forward pass: large enough to amortize per-call
+# overhead on CPU, small enough for any GPU: 4,096 rows at 32 blocks, 76 rows at
+# 1,703 (each token's feed-forward activations are 4 x width floats).
+_TOKENS_PER_PASS = 4096 * 32
 # Floats per chunk of null targets (replicates x subjects x blocks x dims), ~64 MB.
 _ELEMENTS_PER_CHUNK = 1 << 24
 # A block whose distal dependence does not reach this p is LD-only.
@@ -314,9 +315,10 @@ def heldout_r2(model, x: torch.Tensor, weight: torch.Tensor, mask_sets: list[tor
     sse = torch.zeros(len(mask_sets), replicates, n_blocks, dtype=torch.float64, device=device)
     ss = torch.zeros_like(sse)
     per_chunk = max(1, _ELEMENTS_PER_CHUNK // (n * n_blocks * k_max))
+    rows = max(1, _TOKENS_PER_PASS // n_blocks)
     for s, masks in enumerate(mask_sets):
         for mask in masks.to(device):
-            pred = torch.cat([model(x[i:i + _ROWS_PER_PASS], mask[i:i + _ROWS_PER_PASS]).token_pred for i in range(0, n, _ROWS_PER_PASS)])
+            pred = torch.cat([model(x[i:i + rows], mask[i:i + rows]).token_pred for i in range(0, n, rows)])
             hidden = mask.double()[None]
             for first in range(0, replicates, per_chunk):
                 target = x[all_perms[first:first + per_chunk], columns]  # (c, n, blocks, k): block b's rows permuted
