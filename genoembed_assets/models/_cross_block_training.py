@@ -334,6 +334,8 @@ def fit_cross_block(
         "embedding_dim_variance_min": float(subject_embedding.var(axis=0).min()),
         "embedding_layout": "seed-major: columns e{j*width+i} hold seed j's CLS dimension i, times seed_scales[j]",
         "embedding_width": int(config.width),
+        # 0: dense; w > 0: each block token attends to the CLS token and to 3 windows of w blocks
+        "attention_window": int(config.window_for(store.n_blocks)),
         "seed_scales": seed_scales,
         "embedding_effective_rank": effective_rank(subject_embedding),
         "rank_stability": stability,
