@@ -29,7 +29,9 @@ from .association import (
 from .checks import CheckOutcome, check_all_finite, check_cluster_sizes, check_phenotypes_tested, check_pvalues_vary
 from .clusters import DEFAULT_K_RANGE, StabilityKMeans, cluster_subjects
 from .drivers import block_drivers
-from .features import AnalysisResult, align_subjects, block_pc1_features, eta_squared, is_skipped, residualize, skipped_result
+from .block_features import block_pc1_features
+from .block_source import BlockSource, MappingBlockSource, as_block_source
+from .features import AnalysisResult, align_subjects, eta_squared, is_skipped, residualize, skipped_result
 from .figures import (
     plot_association,
     plot_block_features,
@@ -54,13 +56,16 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_REGIONS",
     "MHC_HG19",
+    "MappingBlockSource",
     "AnalysisResult",
+    "BlockSource",
     "CheckOutcome",
     "Region",
     "RegionNotInCohort",
     "SparseKMeans",
     "StabilityKMeans",
     "align_subjects",
+    "as_block_source",
     "associate_phenotypes",
     "bh_fdr",
     "block_drivers",

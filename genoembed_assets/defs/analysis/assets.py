@@ -88,18 +88,18 @@ class BlockFeaturesConfig(dg.Config):
 def block_features(context: dg.AssetExecutionContext, config: BlockFeaturesConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
     blocks = _io.cohort_blocks(storage, cohort)
-    embeddings, missing = _io.read_block_embeddings(storage, cohort, blocks)
+    embeddings, missing = _io.block_embedding_store(storage, cohort, blocks)
     pcs = _io.ancestry_pcs(storage, cohort) if config.adjust_for_ancestry else None
     features = an.block_pc1_features(embeddings, covariates=pcs, n_pcs=config.n_pcs)
-    context.log.info(f"{cohort}: block features for {len(embeddings)} blocks x {len(features)} subjects; missing {missing}")
+    context.log.info(f"{cohort}: block features for {embeddings.n_blocks} blocks x {len(features)} subjects; missing {missing}")
     result = an.AnalysisResult(
         table=features,
-        summary={"n_blocks": len(embeddings), "n_subjects": len(features), "missing_blocks": missing,
+        summary={"n_blocks": embeddings.n_blocks, "n_subjects": len(features), "missing_blocks": missing,
                  "adjusted_for_ancestry": config.adjust_for_ancestry},
     )
     labels = _io.labels_of(_io.block_annotation(storage, cohort, blocks))
     complete = an.CheckOutcome(not missing, f"{len(missing)} block(s) without a Phase 1 embedding: {missing[:10]}" if missing
-                               else f"all {len(embeddings)} blocks have a feature", {"missing": missing})
+                               else f"all {embeddings.n_blocks} blocks have a feature", {"missing": missing})
     return _report(
         context, storage, "block_features", result, lambda r, path: an.plot_block_features(r.table, path, block_labels=labels),
         ("n_blocks", "n_subjects", "adjusted_for_ancestry"),
@@ -282,7 +282,7 @@ def phenotype_associations(context: dg.AssetExecutionContext, config: Associatio
     feature_sets = {"embedding": _io.subject_embedding(storage, cohort)}
     joint_sets = None
     if config.block_test == "joint":
-        joint_sets = {"block": _io.read_block_embeddings(storage, cohort, _io.cohort_blocks(storage, cohort))[0]}
+        joint_sets = {"block": _io.block_embedding_store(storage, cohort, _io.cohort_blocks(storage, cohort))[0]}
     else:
         feature_sets = {"block": _io.read_result(storage, cohort, "block_features").table, **feature_sets}
     result = an.associate_phenotypes(
@@ -363,7 +363,7 @@ class GeometryConfig(dg.Config):
 )
 def embedding_geometry(context: dg.AssetExecutionContext, config: GeometryConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
-    embeddings, missing = _io.read_block_embeddings(storage, cohort, _io.cohort_blocks(storage, cohort))
+    embeddings, missing = _io.block_embedding_store(storage, cohort, _io.cohort_blocks(storage, cohort))
     result = an.embedding_geometry(
         embeddings, _io.subject_embedding(storage, cohort), _io.ancestry_pcs(storage, cohort),
         n_sample=config.n_sample, n_pcs=config.n_pcs, random_state=config.seed,
