@@ -46,6 +46,7 @@ from .figures import (
 from .geometry import embedding_geometry
 from .leave_region_out import DEFAULT_REGIONS, leave_region_out
 from .locus import RegionNotInCohort, validate_locus
+from .manhattan import MANHATTAN_MIN_BLOCKS, genome_axis, manhattan_figure, plot_manhattan
 from .preview import png_preview_markdown
 from .regions import MHC_HG19, Region, block_genes, blocks_in_regions, resolve_region, short_gene_label
 from .sparse_kmeans import SparseKMeans
@@ -55,6 +56,7 @@ __all__ = [
     "DEFAULT_K_RANGE",
     "DEFAULT_MODELS",
     "DEFAULT_REGIONS",
+    "MANHATTAN_MIN_BLOCKS",
     "MHC_HG19",
     "MappingBlockSource",
     "AnalysisResult",
@@ -81,10 +83,12 @@ __all__ = [
     "embedding_geometry",
     "eta_squared",
     "findings_summary",
+    "genome_axis",
     "infer_models",
     "is_skipped",
     "joint_ols_tests",
     "leave_region_out",
+    "manhattan_figure",
     "ols_feature_tests",
     "plot_association",
     "plot_block_features",
@@ -93,6 +97,7 @@ __all__ = [
     "plot_geometry",
     "plot_leave_region_out",
     "plot_locus",
+    "plot_manhattan",
     "plot_skipped",
     "plot_summary",
     "png_preview_markdown",
