@@ -29,7 +29,9 @@ from .association import (
 from .checks import CheckOutcome, check_all_finite, check_cluster_sizes, check_phenotypes_tested, check_pvalues_vary
 from .clusters import DEFAULT_K_RANGE, StabilityKMeans, cluster_subjects
 from .drivers import block_drivers
-from .features import AnalysisResult, align_subjects, block_pc1_features, eta_squared, is_skipped, residualize, skipped_result
+from .block_features import block_pc1_features
+from .block_source import BlockSource, MappingBlockSource, as_block_source
+from .features import AnalysisResult, align_subjects, eta_squared, is_skipped, residualize, skipped_result
 from .figures import (
     plot_association,
     plot_block_features,
@@ -44,6 +46,7 @@ from .figures import (
 from .geometry import embedding_geometry
 from .leave_region_out import DEFAULT_REGIONS, leave_region_out
 from .locus import RegionNotInCohort, validate_locus
+from .manhattan import MANHATTAN_MIN_BLOCKS, genome_axis, manhattan_figure, plot_manhattan
 from .preview import png_preview_markdown
 from .regions import MHC_HG19, Region, block_genes, blocks_in_regions, resolve_region, short_gene_label
 from .sparse_kmeans import SparseKMeans
@@ -53,14 +56,18 @@ __all__ = [
     "DEFAULT_K_RANGE",
     "DEFAULT_MODELS",
     "DEFAULT_REGIONS",
+    "MANHATTAN_MIN_BLOCKS",
     "MHC_HG19",
+    "MappingBlockSource",
     "AnalysisResult",
+    "BlockSource",
     "CheckOutcome",
     "Region",
     "RegionNotInCohort",
     "SparseKMeans",
     "StabilityKMeans",
     "align_subjects",
+    "as_block_source",
     "associate_phenotypes",
     "bh_fdr",
     "block_drivers",
@@ -76,10 +83,12 @@ __all__ = [
     "embedding_geometry",
     "eta_squared",
     "findings_summary",
+    "genome_axis",
     "infer_models",
     "is_skipped",
     "joint_ols_tests",
     "leave_region_out",
+    "manhattan_figure",
     "ols_feature_tests",
     "plot_association",
     "plot_block_features",
@@ -88,6 +97,7 @@ __all__ = [
     "plot_geometry",
     "plot_leave_region_out",
     "plot_locus",
+    "plot_manhattan",
     "plot_skipped",
     "plot_summary",
     "png_preview_markdown",

@@ -52,6 +52,7 @@ from scipy import stats
 from scipy.special import ndtri_exp
 from threadpoolctl import threadpool_limits
 
+from .block_source import BlockSource, as_block_source, rows_of
 from .features import SUBJECT_ID, AnalysisResult, align_subjects, ancestry_matrix, feature_columns, standardize
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
 Model = Literal["log", "linear", "count"]
 DEFAULT_MODELS: dict[str, Model] = {"ige": "log", "eosinophils": "log", "fev1": "linear", "exacerbations": "count"}
 DEFAULT_COVARIATES = ("age", "sex")
+JOINT_COLUMNS = ["effect", "se", "stat", "p", "df"]
 
 
 def bh_fdr(pvalues: np.ndarray) -> np.ndarray:
@@ -138,31 +140,38 @@ def _basis(values: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
     return u[:, keep]
 
 
+class _JointOLS:
+    """Partial F tests of groups of columns against one trait: covariates projected out once."""
+
+    def __init__(self, y: np.ndarray, covariates: np.ndarray):
+        design = np.column_stack([np.ones(len(y)), covariates])
+        self.q, _ = np.linalg.qr(design)
+        self.rank = np.linalg.matrix_rank(design)
+        self.y_r = y - self.q @ (self.q.T @ y)
+        self.rss0 = float((self.y_r**2).sum())
+
+    def test(self, values: np.ndarray) -> tuple:
+        """``(effect, se, stat, p, df)`` of one group (NaNs and df 0 for a rank-0 group)."""
+        x_r = values - self.q @ (self.q.T @ values)
+        basis = _basis(x_r)
+        m = basis.shape[1]
+        if m == 0:
+            return (np.nan, np.nan, np.nan, np.nan, 0)
+        explained = float(((basis.T @ self.y_r) ** 2).sum())
+        df = len(self.y_r) - self.rank - m
+        f = (explained / m) / ((self.rss0 - explained) / df)
+        logp = stats.f.logsf(f, m, df)
+        return (explained / self.rss0, np.nan, float(_z_from_logp(logp)), float(np.exp(logp)), m)
+
+
 def joint_ols_tests(y: np.ndarray, groups: Sequence[np.ndarray], covariates: np.ndarray) -> pd.DataFrame:
     """Partial F test of each group of columns, added to covariates (and an intercept).
 
     Returns ``effect`` (partial R^2), ``se`` (NaN), ``stat`` (two-sided z with the same p),
     ``p`` and ``df`` (numerical rank of the group) per group.
     """
-    design = np.column_stack([np.ones(len(y)), covariates])
-    q, _ = np.linalg.qr(design)
-    rank = np.linalg.matrix_rank(design)
-    y_r = y - q @ (q.T @ y)
-    rss0 = float((y_r**2).sum())
-    rows = []
-    for values in groups:
-        x_r = values - q @ (q.T @ values)
-        basis = _basis(x_r)
-        m = basis.shape[1]
-        if m == 0:
-            rows.append((np.nan, np.nan, np.nan, np.nan, 0))
-            continue
-        explained = float(((basis.T @ y_r) ** 2).sum())
-        df = len(y) - rank - m
-        f = (explained / m) / ((rss0 - explained) / df)
-        logp = stats.f.logsf(f, m, df)
-        rows.append((explained / rss0, np.nan, float(_z_from_logp(logp)), float(np.exp(logp)), m))
-    return pd.DataFrame(rows, columns=["effect", "se", "stat", "p", "df"])
+    tester = _JointOLS(y, covariates)
+    return pd.DataFrame([tester.test(values) for values in groups], columns=JOINT_COLUMNS)
 
 
 def _count_family(y, covariates, overdispersion_p):
@@ -181,23 +190,28 @@ def _count_family(y, covariates, overdispersion_p):
     return design, family, model, np.asarray(start), info
 
 
-def _joint_count_tests(y, groups, covariates, overdispersion_p):
-    design, family, model, start, info = _count_family(y, covariates, overdispersion_p)
-    null = sm.GLM(y, design, family=family).fit(start_params=start)
-    rows = []
-    for values in groups:
+class _JointCount:
+    """Likelihood-ratio tests of groups of columns against one count trait (family and null fit once)."""
+
+    def __init__(self, y: np.ndarray, covariates: np.ndarray, overdispersion_p: float):
+        self.y = y
+        self.design, self.family, self.model, start, self.info = _count_family(y, covariates, overdispersion_p)
+        self.null = sm.GLM(y, self.design, family=self.family).fit(start_params=start)
+
+    def test(self, values: np.ndarray) -> tuple:
+        """``(effect, se, stat, p, df)`` of one group (NaNs and df 0 for a rank-0 group)."""
         basis = _basis(values)
         m = basis.shape[1]
         if m == 0:
-            rows.append((np.nan, np.nan, np.nan, np.nan, 0))
-            continue
-        basis = basis * np.sqrt(len(y))  # unit-variance columns keep IRLS well scaled
-        fit = sm.GLM(y, np.column_stack([design, basis]), family=family).fit(start_params=np.append(null.params, np.zeros(m)))
+            return (np.nan, np.nan, np.nan, np.nan, 0)
+        basis = basis * np.sqrt(len(self.y))  # unit-variance columns keep IRLS well scaled
+        null = self.null
+        fit = sm.GLM(self.y, np.column_stack([self.design, basis]), family=self.family).fit(
+            start_params=np.append(null.params, np.zeros(m)))
         lr = max(2.0 * (fit.llf - null.llf), 0.0)
         logp = stats.chi2.logsf(lr, m)
         share = (null.deviance - fit.deviance) / null.deviance if null.deviance > 0 else np.nan
-        rows.append((share, np.nan, float(_z_from_logp(logp)), float(np.exp(logp)), m))
-    return pd.DataFrame(rows, columns=["effect", "se", "stat", "p", "df"]), model, info
+        return (share, np.nan, float(_z_from_logp(logp)), float(np.exp(logp)), m)
 
 
 def _count_tests(y, features, covariates, overdispersion_p):
@@ -249,7 +263,7 @@ def associate_phenotypes(
     phenotypes: pd.DataFrame,
     pcs: pd.DataFrame | None,
     *,
-    joint_sets: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+    joint_sets: Mapping[str, Mapping[str, pd.DataFrame] | BlockSource] | None = None,
     models: Mapping[str, Model] | None = None,
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     n_pcs: int = 10,
@@ -266,9 +280,12 @@ def associate_phenotypes(
         ``subject_id`` plus the traits and the covariate columns.
     pcs : DataFrame or None
         Genotype PCs ``subject_id, PC1..`` (None: no ancestry adjustment).
-    joint_sets : mapping of kind to mapping of name to DataFrame, optional
+    joint_sets : mapping of kind to block source or mapping of name to DataFrame, optional
         Groups tested jointly, one test per name, e.g.
-        ``{"block": {block_id: its latent means (subject_id, z0..)}}``.
+        ``{"block": {block_id: its latent means (subject_id, z0..)}}`` or
+        ``{"block": BlockEmbeddingStore(...)}``. Groups are read one at a time
+        (each tested against every trait, then dropped), so a genome-wide
+        store is never held in memory at once.
     models : mapping of phenotype to {"log", "linear", "count"}, optional
         Default: the demo traits present (ige, eosinophils: log; fev1: linear;
         exacerbations: count).
@@ -300,12 +317,14 @@ def associate_phenotypes(
         if model not in ("log", "linear", "count"):
             raise ValueError(f"model for {trait!r} must be 'log', 'linear' or 'count', got {model!r}")
     kinds = list(feature_sets)
-    joint = [(kind, str(name), frame) for kind, group in (joint_sets or {}).items() for name, frame in group.items()]
-    if not kinds and not joint:
+    # empty groups test nothing; a mapping is wrapped so every group streams one block at a time
+    sources = [(kind, as_block_source(group)) for kind, group in (joint_sets or {}).items()
+               if not (isinstance(group, Mapping) and not group)]
+    if not kinds and not sources:
         raise ValueError("no features to test: pass feature_sets and/or joint_sets")
-    frames = align_subjects(phenotypes, *feature_sets.values(), *[f for _, _, f in joint], *([pcs] if pcs is not None else []))
+    source_ids = [pd.DataFrame({SUBJECT_ID: np.asarray(src.subject_ids).astype(str)}) for _, src in sources]
+    frames = align_subjects(phenotypes, *feature_sets.values(), *source_ids, *([pcs] if pcs is not None else []))
     pheno, feats = frames[0], frames[1 : 1 + len(kinds)]
-    joint_frames = frames[1 + len(kinds) : 1 + len(kinds) + len(joint)]
     cov_cols = [c for c in covariates if c in pheno.columns]
     cov = pheno[cov_cols].to_numpy(dtype=float)
     if pcs is not None:
@@ -323,38 +342,44 @@ def associate_phenotypes(
             names.append(str(col))
             kind_of.append(kind)
             columns.append(values)
-    groups, group_names, group_kinds = [], [], []
-    for (kind, name, _), frame in zip(joint, joint_frames):
-        values = frame[feature_columns(frame)].to_numpy(dtype=float)
-        if not np.isfinite(values).all():
-            raise ValueError(f"joint feature set {name!r} ({kind}) has missing or non-finite values")
-        if values.shape[1] == 0 or (values.std(axis=0) == 0).all():
-            skipped.append(name)
-            continue
-        groups.append(values)
-        group_names.append(name)
-        group_kinds.append(kind)
     x_all = np.column_stack(columns) if columns else np.empty((len(pheno), 0))
-    parts, count_models = [], {}
+    # one-column tests per trait first; each trait keeps what its joint tests need (subjects kept, tester)
+    traits, count_models = [], {}
     for trait, model in models.items():
         y = _transform(pheno[trait], model)
         keep = np.isfinite(y) & np.isfinite(cov).all(axis=1)
         x = standardize(x_all[keep])
-        kept_groups = [g[keep] for g in groups]
         if model == "count":
             table, label, info = _count_tests(y[keep], x, cov[keep], overdispersion_p)
             count_models[trait] = info
-            joint_table = _joint_count_tests(y[keep], kept_groups, cov[keep], overdispersion_p)[0] if groups else None
+            tester = _JointCount(y[keep], cov[keep], overdispersion_p) if sources else None
             joint_test = "joint_lr"
         else:
             table, label = ols_feature_tests(y[keep], x, cov[keep]), "ols_log" if model == "log" else "ols"
-            joint_table = joint_ols_tests(y[keep], kept_groups, cov[keep]) if groups else None
+            tester = _JointOLS(y[keep], cov[keep]) if sources else None
             joint_test = "joint_f"
-        table = table.assign(feature=names, kind=kind_of, test="wald", df=1)
-        if joint_table is not None:
+        traits.append((trait, label, keep, table.assign(feature=names, kind=kind_of, test="wald", df=1), tester, joint_test))
+    # joint tests: one pass over the blocks, each block tested against every trait while it is in memory
+    group_names, group_kinds, joint_rows = [], [], [[] for _ in traits]
+    for kind, source in sources:
+        rows = rows_of(source, pheno[SUBJECT_ID].to_numpy())
+        for name, matrix in source.iter_blocks():
+            values = np.asarray(matrix[rows], dtype=float)
+            if not np.isfinite(values).all():
+                raise ValueError(f"joint feature set {name!r} ({kind}) has missing or non-finite values")
+            if values.shape[1] == 0 or (values.std(axis=0) == 0).all():
+                skipped.append(str(name))
+                continue
+            group_names.append(str(name))
+            group_kinds.append(kind)
+            for (_, _, keep, _, tester, _), out_rows in zip(traits, joint_rows):
+                out_rows.append(tester.test(values[keep]))
+    parts = []
+    for (trait, label, keep, table, _, joint_test), out_rows in zip(traits, joint_rows):
+        if out_rows:
+            joint_table = pd.DataFrame(out_rows, columns=JOINT_COLUMNS)
             table = pd.concat([table, joint_table.assign(feature=group_names, kind=group_kinds, test=joint_test)], ignore_index=True)
-        table = table.assign(phenotype=trait, model=label, n=int(keep.sum()))
-        parts.append(table)
+        parts.append(table.assign(phenotype=trait, model=label, n=int(keep.sum())))
     out = pd.concat(parts, ignore_index=True)
     out["df"] = out["df"].astype(int)
     out["q"] = bh_fdr(out["p"].to_numpy())

@@ -8,11 +8,10 @@ phenotypes), so the first step is always :func:`align_subjects`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 __all__ = [
     "SUBJECT_ID",
@@ -20,7 +19,6 @@ __all__ = [
     "align_subjects",
     "ancestry_matrix",
     "block_matrix",
-    "block_pc1_features",
     "eta_squared",
     "feature_columns",
     "is_skipped",
@@ -193,56 +191,3 @@ def block_matrix(value: np.ndarray | pd.DataFrame, subject_ids: Sequence[str] | 
     frame = pd.DataFrame(array, columns=[f"z{i}" for i in range(array.shape[1])])
     frame.insert(0, SUBJECT_ID, [str(s) for s in subject_ids])
     return frame
-
-
-@threadpool_limits.wrap(limits=1)  # many small SVDs: threads only contend
-def block_pc1_features(
-    block_embeddings: Mapping[str, np.ndarray | pd.DataFrame],
-    subject_ids: Sequence[str] | None = None,
-    covariates: pd.DataFrame | None = None,
-    n_pcs: int = 10,
-) -> pd.DataFrame:
-    """PC1 of each block's Phase 1 embedding, one column per block.
-
-    Parameters
-    ----------
-    block_embeddings : mapping of block_id to array or DataFrame
-        Per block a (subjects, latent) matrix: a DataFrame ``subject_id, z0..``
-        or an array whose rows follow ``subject_ids``.
-    subject_ids : sequence of str, optional
-        Row order of array inputs (required when any value is an array).
-    covariates : DataFrame, optional
-        Genotype PCs (``subject_id, PC1..``). When given, each block's latent
-        matrix is first residualised on the first ``n_pcs`` PCs, so PC1 is the
-        block's main axis *within* ancestry; without it PC1 of a block is often
-        just the ancestry gradient every block shares.
-    n_pcs : int
-        Number of genotype PCs used from ``covariates``.
-
-    Returns
-    -------
-    DataFrame
-        ``subject_id`` then one column per block (in the mapping's order):
-        sign-fixed PC1 scores scaled to unit variance (a block with no variance
-        gives a column of zeros). Rows: subjects present in every input.
-    """
-    if not block_embeddings:
-        raise ValueError("no block embeddings given")
-    frames = {b: block_matrix(v, subject_ids) for b, v in block_embeddings.items()}
-    ids = None
-    for frame in frames.values():
-        ids = frame[SUBJECT_ID] if ids is None else ids[ids.isin(set(frame[SUBJECT_ID]))]
-    cov = None
-    if covariates is not None:
-        (cov_frame,) = align_subjects(covariates)
-        cov_frame = cov_frame.set_index(SUBJECT_ID)
-        ids = ids[ids.isin(set(cov_frame.index))]
-        cov = ancestry_matrix(cov_frame.loc[ids.to_numpy()].reset_index(), n_pcs)
-    if len(ids) == 0:
-        raise ValueError("the block embeddings (and covariates) share no subject_id")
-    order = ids.to_numpy()
-    out = {SUBJECT_ID: order}
-    for block, frame in frames.items():
-        values = frame.set_index(SUBJECT_ID).loc[order].to_numpy(dtype=float)
-        out[block] = standardize(pc1_scores(residualize(values, cov))[:, None])[:, 0]
-    return pd.DataFrame(out)

@@ -4,7 +4,10 @@ Every ``plot_*`` function takes the :class:`AnalysisResult` of its analysis and
 an output path, writes the PNG atomically and returns the path. Figures are
 built with :class:`matplotlib.figure.Figure` directly, so no global backend or
 pyplot state is touched (safe in Dagster worker processes and threads).
-``block_labels`` maps block IDs to gene names shown beside them.
+``block_labels`` maps block IDs to gene names shown beside them. Given the
+cohort's block table (``blocks``), the driver and association figures of a
+cohort with more than ``MANHATTAN_MIN_BLOCKS`` blocks are Manhattan plots by
+genomic position (``manhattan.py``) instead of bar lists of names.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from matplotlib.patches import Patch
 
 from .. import storage
 from .features import AnalysisResult, is_skipped
+from .manhattan import MANHATTAN_MIN_BLOCKS, manhattan_figure
 
 __all__ = [
+    "association_manhattan",
+    "drivers_manhattan",
     "plot_association",
     "plot_block_features",
     "plot_clusters",
@@ -102,8 +108,31 @@ def plot_block_features(features: pd.DataFrame, path: str | os.PathLike, block_l
     return save_figure(fig, path)
 
 
-def plot_drivers(result: AnalysisResult, path: str | os.PathLike, top: int = 20, block_labels: Mapping[str, str] | None = None) -> Path:
-    """Bars of eta squared for the top features, blocks vs genotype PCs."""
+def _many_blocks(table: pd.DataFrame, blocks: pd.DataFrame | None) -> bool:
+    return blocks is not None and int((table["kind"] == "block").sum()) > MANHATTAN_MIN_BLOCKS
+
+
+def drivers_manhattan(result: AnalysisResult, blocks: pd.DataFrame, block_labels: Mapping[str, str] | None = None, top: int = 10) -> Figure:
+    """Each block's eta squared (or r2 with axis 1 without discrete clusters) by position; the best genotype PC as a line."""
+    table, s = result.table, result.summary
+    score = "eta2" if s.get("explains", "cluster membership") == "cluster membership" else "r2_axis1"
+    rows = table[table["kind"] == "block"]
+    best_pc = table[table["kind"] == "genotype_pc"].sort_values(score, ascending=False).head(1)
+    line = float(best_pc[score].iloc[0]) if len(best_pc) else None
+    return manhattan_figure(
+        pd.Series(rows[score].to_numpy(float), index=rows["feature"].astype(str)), blocks, labels=block_labels, top=top,
+        threshold=line, threshold_label=f"best genotype PC ({best_pc['feature'].iloc[0]}): {line:.2f}" if line is not None else "",
+        ylabel="eta squared (cluster membership)" if score == "eta2" else "r2 with clustered axis 1",
+        title=f"What drives the clusters: {s['leading_feature']} leads ({score}={s['leading_eta2']:.2f}); "
+              f"best genotype PC {s['top_genotype_pc']} ({s['top_genotype_pc_eta2']:.2f}); {len(rows)} blocks",
+    )
+
+
+def plot_drivers(result: AnalysisResult, path: str | os.PathLike, top: int = 20, block_labels: Mapping[str, str] | None = None,
+                 blocks: pd.DataFrame | None = None) -> Path:
+    """Bars of eta squared for the top features, blocks vs genotype PCs (a Manhattan plot for many ``blocks``)."""
+    if _many_blocks(result.table, blocks):
+        return save_figure(drivers_manhattan(result, blocks, block_labels), path)
     table = result.table.head(top)
     best_pc = result.table[result.table["kind"] == "genotype_pc"].head(1)
     if len(best_pc) and not best_pc["feature"].isin(table["feature"]).all():
@@ -138,12 +167,42 @@ def plot_leave_region_out(result: AnalysisResult, path: str | os.PathLike, top: 
     return save_figure(fig, path)
 
 
-def plot_association(result: AnalysisResult, path: str | os.PathLike, q_level: float = 0.05, n_labels: int = 6) -> Path:
+def _q_line(table: pd.DataFrame, q_level: float) -> float | None:
+    """-log10 of the largest p still at q < ``q_level`` (None when no test reaches it)."""
+    sig = table[table["q"] < q_level]
+    return float(-np.log10(sig["p"].max())) if len(sig) else None
+
+
+def association_manhattan(result: AnalysisResult, blocks: pd.DataFrame, block_labels: Mapping[str, str] | None = None,
+                          q_level: float = 0.05, top: int = 6) -> Figure:
+    """-log10 p of every block test by position, one panel per phenotype, the q-level line across all tests."""
+    table = result.table.dropna(subset=["p"])
+    rows = table[table["kind"] == "block"]
+    panels = {}
+    for trait, part in rows.groupby("phenotype", sort=False):
+        panels[f"{trait} ({int((part['q'] < q_level).sum())} blocks at q<{q_level})"] = pd.Series(
+            -np.log10(np.clip(part["p"].to_numpy(float), 1e-300, 1)), index=part["feature"].astype(str))
+    others = len(table) - len(rows)
+    s = result.summary
+    return manhattan_figure(
+        panels, blocks, labels=block_labels, top=top, threshold=_q_line(table, q_level), threshold_label=f"q = {q_level}",
+        ylabel="-log10 p",
+        title=f"Phenotype association: {s['n_significant']} of {s['n_tests']} tests at q<{q_level}; strongest trait "
+              f"{s['strongest_phenotype']}" + (f" ({others} subject-embedding tests in the table, not drawn)" if others else ""),
+    )
+
+
+def plot_association(result: AnalysisResult, path: str | os.PathLike, q_level: float = 0.05, n_labels: int = 6,
+                     blocks: pd.DataFrame | None = None, block_labels: Mapping[str, str] | None = None) -> Path:
     """-log10 p of every test, features along x (table order), one colour per phenotype.
 
     One-column (Wald) and joint block tests sit on one axis because both
     report a p-value; the q-level line is the largest p still at q < ``q_level``.
+    With many ``blocks`` the block tests are drawn by genomic position instead
+    (:func:`association_manhattan`).
     """
+    if _many_blocks(result.table, blocks):
+        return save_figure(association_manhattan(result, blocks, block_labels, q_level), path)
     table = result.table.dropna(subset=["p"]).reset_index(drop=True)
     features = list(dict.fromkeys(table["feature"]))
     position = {f: i for i, f in enumerate(features)}
@@ -156,9 +215,9 @@ def plot_association(result: AnalysisResult, path: str | os.PathLike, q_level: f
         sel = (table["phenotype"] == trait).to_numpy()
         x = table.loc[sel, "feature"].map(position).to_numpy() + offset
         ax.scatter(x, logp[sel], s=16, alpha=0.75, label=trait)
-    sig = table[table["q"] < q_level]
-    if len(sig):
-        ax.axhline(-np.log10(sig["p"].max()), color="grey", ls="--", lw=1, label=f"q = {q_level}")
+    line = _q_line(table, q_level)
+    if line is not None:
+        ax.axhline(line, color="grey", ls="--", lw=1, label=f"q = {q_level}")
     for i in np.argsort(-logp)[:n_labels]:
         row = table.iloc[i]
         ax.annotate(f"{row['feature']}:{row['phenotype']}", (position[row["feature"]], logp[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")

@@ -17,14 +17,15 @@ from threadpoolctl import threadpool_limits
 from scipy import stats
 from scipy.spatial.distance import pdist
 
-from .features import SUBJECT_ID, AnalysisResult, align_subjects, ancestry_matrix, block_matrix, feature_columns, residualize
+from .block_source import BlockSource, as_block_source, rows_of
+from .features import SUBJECT_ID, AnalysisResult, align_subjects, ancestry_matrix, feature_columns, residualize
 
 __all__ = ["embedding_geometry"]
 
 
 @threadpool_limits.wrap(limits=1)  # small matrices: BLAS threads only contend on shared cores
 def embedding_geometry(
-    block_embeddings: Mapping[str, np.ndarray | pd.DataFrame],
+    block_embeddings: Mapping[str, np.ndarray | pd.DataFrame] | BlockSource,
     embedding: pd.DataFrame,
     pcs: pd.DataFrame,
     *,
@@ -38,8 +39,9 @@ def embedding_geometry(
 
     Parameters
     ----------
-    block_embeddings : mapping of block_id to array or DataFrame
-        Phase 1 latent means (arrays follow ``subject_ids``).
+    block_embeddings : block source, or mapping of block_id to array or DataFrame
+        Phase 1 latent means (a mapping's arrays follow ``subject_ids``). A
+        source is streamed: only the sampled subjects' rows of each block are kept.
     embedding : DataFrame
         Phase 2 ``subject_id, e0..``.
     pcs : DataFrame
@@ -74,12 +76,14 @@ def embedding_geometry(
     # Phase 1 space on a subsample only: hundreds of blocks x all subjects would not fit
     rng = np.random.default_rng(random_state)
     ids = embedding[SUBJECT_ID].to_numpy()
-    frames = {b: block_matrix(v, subject_ids).set_index(SUBJECT_ID) for b, v in block_embeddings.items()}
-    common = [s for s in ids if all(s in f.index for f in frames.values())] if frames else []
+    source = as_block_source(block_embeddings, subject_ids)
+    in_blocks = set(np.asarray(source.subject_ids).astype(str))
+    common = [s for s in ids if s in in_blocks]
     if len(common) < 3:
         raise ValueError("fewer than 3 subjects shared by the block embeddings and the subject embedding")
     sample = rng.choice(np.array(common), size=min(n_sample, len(common)), replace=False)
-    phase1 = np.column_stack([f.loc[sample].to_numpy(dtype=float) for f in frames.values()])
+    rows = rows_of(source, sample)
+    phase1 = np.column_stack([np.asarray(matrix[rows], dtype=float) for _, matrix in source.iter_blocks()])
     phase2 = embedding.set_index(SUBJECT_ID).loc[sample, axes].to_numpy(dtype=float)
     d1, d2 = pdist(phase1), pdist(phase2)
     keep = rng.choice(len(d1), size=min(max_pairs_kept, len(d1)), replace=False)

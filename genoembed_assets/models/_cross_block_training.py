@@ -388,7 +388,27 @@ def plot_block_importance(block_importance: pd.DataFrame, path: str | os.PathLik
     ``genes`` column, shortened), with ``*`` for blocks that beat their
     permutation null (``importance_q < 0.05``) and ``(LD)`` for ``ld_only``
     ones; significant bars are blue, the others grey. Written atomically as PNG.
+
+    A cohort with more than ``max_blocks`` blocks (genome-wide: ~1,700) gets a
+    Manhattan plot instead: importance / uniform by genomic position, blocks at
+    ``importance_q < 0.05`` in red, the top blocks named by their genes.
     """
+    if len(block_importance) > max_blocks and {"chrom", "start", "end"} <= set(block_importance.columns):
+        from ..analysis.manhattan import plot_manhattan
+        from ..analysis.regions import short_gene_label
+
+        ids = block_importance["block_id"].astype(str)
+        uniform = 1.0 / len(block_importance)
+        genes = block_importance["genes"].fillna("").astype(str) if "genes" in block_importance else pd.Series("", index=ids.index)
+        q = block_importance["importance_q"] if "importance_q" in block_importance else pd.Series(np.nan, index=ids.index)
+        significant = pd.Series((q < 0.05).to_numpy(), index=ids)
+        return plot_manhattan(
+            pd.Series(block_importance["importance_mean"].to_numpy(float) / uniform, index=ids), block_importance, path,
+            labels={b: short_gene_label(g, 2) for b, g in zip(ids, genes) if g}, top=12, threshold=1.0,
+            threshold_label="uniform (1 / n_blocks)", highlight=significant, ylabel="mean importance / uniform",
+            title=f"Block importance (held-out R2 vs permutation null): {len(block_importance)} blocks, "
+                  f"{int(significant.sum())} at q < 0.05 (red)",
+        )
     import matplotlib
 
     matplotlib.use("Agg")

@@ -142,6 +142,16 @@ class BlockEmbeddingStore:
             out[order, b, : array.shape[1]] = array[sorted_index]
         return out
 
+    def iter_blocks(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(block_id, embedding)`` one block at a time, in ``block_meta`` order.
+
+        Each embedding is the block's memory-mapped ``(n_subjects, k)`` array
+        (rows in ``subject_ids`` order, true ``k``, no padding): analyses that
+        need whole blocks read one at a time instead of every block at once.
+        """
+        for block, array in zip(self.block_ids, self._arrays):
+            yield block, array
+
     def iter_batches(self, index: Sequence[int] | np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(subject_index, batch)`` pairs over ``index`` in chunks of ``batch_size``."""
         index = np.asarray(index, dtype=np.int64)

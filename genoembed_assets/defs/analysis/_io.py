@@ -14,6 +14,7 @@ import pandas as pd
 from ... import storage as atomic
 from ...analysis import AnalysisResult, block_genes, plot_skipped, png_preview_markdown, short_gene_label, skipped_result
 from ...genotypes import layout
+from ...models._embedding_store import BlockEmbeddingStore
 from ..resources import GenoembedStorage
 
 DEFAULT_BUILD = "hg19"
@@ -42,18 +43,19 @@ def cohort_blocks(storage: GenoembedStorage, cohort: str) -> pd.DataFrame:
     return manifest[["block_id", "chrom", "start", "end", "n_snps"]].reset_index(drop=True)
 
 
-def read_block_embeddings(storage: GenoembedStorage, cohort: str, blocks: pd.DataFrame) -> tuple[dict, list[str]]:
-    """Phase 1 latent means per block (``subject_id, z0..``) and the blocks without one."""
-    found, missing = {}, []
-    for block in blocks["block_id"]:
-        path = storage.phase1_dir(cohort, block) / "embedding.parquet"
-        if path.exists():
-            found[block] = read_parquet(path, "block_embeddings")
-        else:
-            missing.append(block)
-    if not found:
+def block_embedding_store(storage: GenoembedStorage, cohort: str, blocks: pd.DataFrame) -> tuple[BlockEmbeddingStore, list[str]]:
+    """The cohort's Phase 1 latent means as a memory-mapped store, and the blocks without one.
+
+    The store reads one block at a time (``iter_blocks``), so no analysis holds
+    every block's embedding at once; a block whose ``embedding.npy`` is missing
+    is left out and listed (the analyses note it), and a file with the wrong
+    shape fails naming the block.
+    """
+    present = [(storage.phase1_dir(cohort, b) / "embedding.npy").exists() for b in blocks["block_id"]]
+    missing = [b for b, ok in zip(blocks["block_id"], present) if not ok]
+    if not any(present):
         raise FileNotFoundError(f"no Phase 1 embedding under {storage.phase1_dir(cohort)}: materialize block_embeddings first")
-    return found, missing
+    return BlockEmbeddingStore.from_phase1_dir(storage.phase1_dir(cohort), blocks[present]), missing
 
 
 def subject_embedding(storage: GenoembedStorage, cohort: str) -> pd.DataFrame:

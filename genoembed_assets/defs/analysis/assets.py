@@ -88,18 +88,18 @@ class BlockFeaturesConfig(dg.Config):
 def block_features(context: dg.AssetExecutionContext, config: BlockFeaturesConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
     blocks = _io.cohort_blocks(storage, cohort)
-    embeddings, missing = _io.read_block_embeddings(storage, cohort, blocks)
+    embeddings, missing = _io.block_embedding_store(storage, cohort, blocks)
     pcs = _io.ancestry_pcs(storage, cohort) if config.adjust_for_ancestry else None
     features = an.block_pc1_features(embeddings, covariates=pcs, n_pcs=config.n_pcs)
-    context.log.info(f"{cohort}: block features for {len(embeddings)} blocks x {len(features)} subjects; missing {missing}")
+    context.log.info(f"{cohort}: block features for {embeddings.n_blocks} blocks x {len(features)} subjects; missing {missing}")
     result = an.AnalysisResult(
         table=features,
-        summary={"n_blocks": len(embeddings), "n_subjects": len(features), "missing_blocks": missing,
+        summary={"n_blocks": embeddings.n_blocks, "n_subjects": len(features), "missing_blocks": missing,
                  "adjusted_for_ancestry": config.adjust_for_ancestry},
     )
     labels = _io.labels_of(_io.block_annotation(storage, cohort, blocks))
     complete = an.CheckOutcome(not missing, f"{len(missing)} block(s) without a Phase 1 embedding: {missing[:10]}" if missing
-                               else f"all {len(embeddings)} blocks have a feature", {"missing": missing})
+                               else f"all {embeddings.n_blocks} blocks have a feature", {"missing": missing})
     return _report(
         context, storage, "block_features", result, lambda r, path: an.plot_block_features(r.table, path, block_labels=labels),
         ("n_blocks", "n_subjects", "adjusted_for_ancestry"),
@@ -174,7 +174,8 @@ def block_drivers(context: dg.AssetExecutionContext, storage: GenoembedStorage) 
     clusters = _io.read_result(storage, cohort, "subject_clusters")
     features = _io.read_result(storage, cohort, "block_features").table
     result = an.block_drivers(clusters.table, features, _io.ancestry_pcs(storage, cohort), _io.subject_embedding(storage, cohort))
-    annotation = _io.block_annotation(storage, cohort, _io.cohort_blocks(storage, cohort)).set_index("block_id")
+    blocks = _io.cohort_blocks(storage, cohort)
+    annotation = _io.block_annotation(storage, cohort, blocks).set_index("block_id")
     table = result.table.assign(
         genes=result.table["feature"].map(annotation["genes"]).fillna(""),
         importance_rank=result.table["feature"].map(annotation["importance_rank"]).astype("Float64"),
@@ -184,7 +185,7 @@ def block_drivers(context: dg.AssetExecutionContext, storage: GenoembedStorage) 
     s = result.summary
     context.log.info(f"{cohort}: {s['leading_feature']} leads (eta2 {s['leading_eta2']:.3f}); best PC {s['top_genotype_pc']} {s['top_genotype_pc_eta2']:.3f}")
     return _report(
-        context, storage, "block_drivers", result, lambda r, path: an.plot_drivers(r, path, block_labels=labels),
+        context, storage, "block_drivers", result, lambda r, path: an.plot_drivers(r, path, block_labels=labels, blocks=blocks),
         ("leading_feature", "leading_kind", "leading_eta2", "leading_block", "leading_block_eta2", "top_genotype_pc",
          "top_genotype_pc_eta2", "block_leads", "n_subjects"),
         extra={"top_drivers": markdown_table(table.head(15))},
@@ -280,9 +281,10 @@ def phenotype_associations(context: dg.AssetExecutionContext, config: Associatio
         return _io.write_skipped(context, storage, "phenotype_associations", reason, [c for c, _ in ASSOCIATION_CHECKS])
     models = dict(config.models) or an.infer_models(phenotypes, config.covariates)
     feature_sets = {"embedding": _io.subject_embedding(storage, cohort)}
+    blocks = _io.cohort_blocks(storage, cohort)
     joint_sets = None
     if config.block_test == "joint":
-        joint_sets = {"block": _io.read_block_embeddings(storage, cohort, _io.cohort_blocks(storage, cohort))[0]}
+        joint_sets = {"block": _io.block_embedding_store(storage, cohort, blocks)[0]}
     else:
         feature_sets = {"block": _io.read_result(storage, cohort, "block_features").table, **feature_sets}
     result = an.associate_phenotypes(
@@ -292,8 +294,10 @@ def phenotype_associations(context: dg.AssetExecutionContext, config: Associatio
     s = result.summary
     context.log.info(f"{cohort}: {s['n_significant']}/{s['n_tests']} tests at q<0.05; strongest trait {s['strongest_phenotype']}")
     table = result.table
+    labels = _io.labels_of(_io.block_annotation(storage, cohort, blocks))
     return _report(
-        context, storage, "phenotype_associations", result, an.plot_association,
+        context, storage, "phenotype_associations", result,
+        lambda r, path: an.plot_association(r, path, blocks=blocks, block_labels=labels),
         ("n_tests", "n_significant", "strongest_phenotype", "strongest", "phenotypes", "count_models", "skipped_features"),
         extra={"models": dg.MetadataValue.json(models), "top_hits": markdown_table(table.sort_values("p").head(15))},
         checks=[
@@ -363,7 +367,7 @@ class GeometryConfig(dg.Config):
 )
 def embedding_geometry(context: dg.AssetExecutionContext, config: GeometryConfig, storage: GenoembedStorage) -> dg.MaterializeResult:
     cohort = context.partition_key
-    embeddings, missing = _io.read_block_embeddings(storage, cohort, _io.cohort_blocks(storage, cohort))
+    embeddings, missing = _io.block_embedding_store(storage, cohort, _io.cohort_blocks(storage, cohort))
     result = an.embedding_geometry(
         embeddings, _io.subject_embedding(storage, cohort), _io.ancestry_pcs(storage, cohort),
         n_sample=config.n_sample, n_pcs=config.n_pcs, random_state=config.seed,
