@@ -9,10 +9,12 @@ stored record is scanned (see event_log_scan.py).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 from dagster._core.events import DagsterEventType, StepMaterializationData
 from dagster._serdes import serialize_value
 
@@ -82,6 +84,32 @@ def test_a_failed_input_check_names_rows_not_subjects(tmp_path):
         count, leaks = scan_instance(instance, ids)
     assert count > 20
     assert not leaks, "\n".join(f"{leak.where}: {leak.problem}" for leak in leaks[:20])
+
+
+def _commented_block(text: str, key: str) -> dict:
+    """The commented-out ``key:`` block of a values file, uncommented and parsed."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"# {key}:"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("# "):
+            break
+        block.append(line[2:])
+    return yaml.safe_load("\n".join(block))[key]
+
+
+def test_helm_example_puts_the_ui_behind_the_login_proxy():
+    helm = Path(__file__).resolve().parents[1] / "deploy" / "helm"
+    ingress = _commented_block((helm / "values.yaml").read_text(), "ingress")
+    proxy = yaml.safe_load((helm / "oauth2-proxy-values.yaml").read_text())
+    notes = ingress["annotations"]
+    host = ingress["dagsterWebserver"]["host"]
+    # nginx asks the proxy's in-cluster service; the proxy answers /oauth2 on the UI's own host (one cookie)
+    assert notes["nginx.ingress.kubernetes.io/auth-url"].startswith(f"http://{proxy['fullnameOverride']}.")
+    assert notes["nginx.ingress.kubernetes.io/auth-url"].endswith("/oauth2/auth")
+    assert notes["nginx.ingress.kubernetes.io/auth-signin"].startswith("https://$host/oauth2/start")
+    assert proxy["ingress"]["path"] == "/oauth2" and proxy["ingress"]["hosts"] == [host]
+    assert ingress["dagsterWebserver"]["tls"]["enabled"] and proxy["extraArgs"]["allowed-group"]
 
 
 # ---------------------------------------------------------------- the scanner finds what it must
