@@ -56,8 +56,7 @@ def impute_input(
 
     Returns a summary: paths, blocks trained and reused, calls imputed, seconds per step.
     """
-    from . import storage
-    from .defs.models.block_embeddings import FINGERPRINT, _fingerprint, _is_complete
+    from .defs.models.block_embeddings import is_complete, mark_complete, rehash_note, resume_keys
     from .genotypes import layout
     from .genotypes.errors import CohortInputError
     from .genotypes.ingest import ingest_cohort
@@ -81,11 +80,13 @@ def impute_input(
     input_dir = work / "input"
     manifest = layout.read_manifest(input_dir)
     subjects = layout.read_subjects(input_dir)
-    todo, prints, reused = [], {}, []
+    todo, reused = [], []
+    prints, rehashed = resume_keys(input_dir, dict(zip(manifest["block_id"], manifest["file"])), config)
+    if rehashed:
+        log(f"phase 1: {rehash_note(rehashed)}")
     for row in manifest.to_dict(orient="records"):
         block_dir = work / "phase1" / row["block_id"]
-        prints[row["block_id"]] = _fingerprint(input_dir / row["file"], config)
-        if _is_complete(block_dir, prints[row["block_id"]]):
+        if is_complete(block_dir, prints[row["block_id"]], input_dir / row["file"], config):
             reused.append(row["block_id"])
         else:
             todo.append((row["block_id"], layout.load_block(input_dir, row, len(subjects))))
@@ -94,7 +95,7 @@ def impute_input(
     def save(fit) -> None:
         block_dir = work / "phase1" / fit.block_id
         save_block_fit(fit, block_dir, subjects)
-        storage.write_json(block_dir / FINGERPRINT, {"fingerprint": prints[fit.block_id]})  # last: marks it complete
+        mark_complete(block_dir, prints[fit.block_id])  # last: marks it complete
         log(f"trained {fit.block_id}: held-out accuracy {fit.metrics['heldout_accuracy']:.3f} "
             f"(mode baseline {fit.metrics['mode_baseline_accuracy']:.3f})")
 

@@ -31,6 +31,9 @@ Policies:
   removes its temporary folder, so ``out_dir`` is either absent, the previous
   good ingest, or the new complete one. Two ingests into one ``out_dir`` must
   not run at once (Dagster runs one partition at a time).
+* Ingest record: ``ingest_record.tsv`` gives each block file's size, mtime
+  and SHA-256, hashed once as it is written, so Phase 1's resume check reads
+  no block contents (see :mod:`.ingest_record`). The folder swap keeps mtimes.
 * Fingerprint: SHA-256 over every non-hidden file's relative path, size and
   mtime (ns); it reads no file contents, so it is cheap on large cohorts and
   changes whenever a file is rewritten.
@@ -294,7 +297,7 @@ def ingest_cohort(
         settings = {**{k: v for k, v in src.settings.items() if k not in ("format", "phenotypes")},
                     "build": src.build, "source_format": src.format, "source": str(folder)}
         write_cohort(tmp, src.subjects["subject_id"], blocks(), phenotypes=phenotypes, eigenvec=eigenvec,
-                     settings=settings, fids=src.subjects["fid"] if "fid" in src.subjects else None)
+                     settings=settings, fids=src.subjects["fid"] if "fid" in src.subjects else None, record=True)
         if not rows:
             first = skipped_blocks[0]["block_id"]
             bad = src.folder / src.blocks["file"].iloc[0] if src.format == "original" else src.path

@@ -7,6 +7,7 @@ A cohort folder in this layout holds::
     phenotypes.csv    subject_id plus one column per trait
     *.eigenvec        optional PLINK eigenvec (FID IID PC1 ...), header optional
     cohort.json       optional settings, e.g. {"build": "hg19"}
+    ingest_record.tsv written by an ingest: each block file's size, mtime, SHA-256
 
 An ingested folder always has these names. A user's folder may give the
 subject order another way and other phenotype tables: see
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import storage
+from . import ingest_record
 from .blockmap import chrom_sort_key, normalize_chrom
 from .errors import CohortInputError
 from .ids import check_ids as _check_ids
@@ -46,6 +48,7 @@ __all__ = [
     "read_phenotypes",
     "read_subject_table",
     "read_subjects",
+    "read_text_tsv",
     "validate_genotypes",
     "write_cohort",
 ]
@@ -88,13 +91,7 @@ def read_manifest(folder: str | Path, *, check_files: bool = True) -> pd.DataFra
     path = folder / MANIFEST
     if not path.exists():
         raise CohortInputError(folder, f"no {MANIFEST} found (expected columns {', '.join(MANIFEST_COLUMNS)})")
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise CohortInputError(path, f"cannot parse as TSV ({exc})") from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
-    if missing:
-        raise CohortInputError(path, f"missing column(s) {missing}; expected {MANIFEST_COLUMNS}")
+    frame = read_text_tsv(path, MANIFEST_COLUMNS)
     if frame.empty:
         raise CohortInputError(path, "manifest lists no blocks")
     for i, row in frame.iterrows():
@@ -119,6 +116,18 @@ def read_manifest(folder: str | Path, *, check_files: bool = True) -> pd.DataFra
     frame = frame.astype({"start": np.int64, "end": np.int64, "n_snps": np.int64})
     frame["_o"] = frame["chrom"].map(chrom_sort_key)
     return frame.sort_values(["_o", "start", "end"]).drop(columns="_o").reset_index(drop=True)
+
+
+def read_text_tsv(path: Path, columns: list[str], *, hint: str = "") -> pd.DataFrame:
+    """A TSV read as strings (no NA parsing) that must have ``columns``; errors name the file."""
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CohortInputError(path, f"cannot parse as TSV ({exc}){hint}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise CohortInputError(path, f"missing column(s) {missing}; expected {columns}{hint}")
+    return frame
 
 
 def _safe_key(text: str) -> bool:
@@ -279,22 +288,28 @@ def write_cohort(
     settings: dict | None = None,
     *,
     fids: Sequence[str] | None = None,
+    record: bool = False,
 ) -> pd.DataFrame:
     """Write a cohort in the original layout (atomically, file by file).
 
     The manifest is written last, so a folder without one was never finished.
     ``fids`` (PLINK family IDs, same order as ``subject_ids``) add a ``fid``
-    column to subjects.tsv. Returns the manifest.
+    column to subjects.tsv. ``record`` also writes ``ingest_record.tsv``
+    (each block file's size, mtime and SHA-256, hashed right after it is
+    written; see :mod:`.ingest_record`). Returns the manifest.
     """
     folder = Path(folder)
     (folder / "blocks").mkdir(parents=True, exist_ok=True)
     subject_ids = [str(s) for s in subject_ids]
-    rows = []
+    rows, hashes = [], {}
     for block in blocks:
         g = validate_genotypes(block.genotypes, path=folder / "blocks" / f"{block.block_id}.npy",
                                block_id=block.block_id, expected_shape=(len(subject_ids), block.genotypes.shape[1]))
         rel = f"blocks/{block.block_id}.npy"
         storage.write_npy(folder / rel, np.ascontiguousarray(g, dtype=np.int8))
+        if record:
+            # hashed while the bytes just written are still in the page cache: the one full read per ingest
+            hashes[rel] = ingest_record.hash_file(folder / rel)
         rows.append((block.block_id, block.chrom, int(block.start), int(block.end), g.shape[1], rel))
     subjects = pd.DataFrame({"subject_id": subject_ids})
     if fids is not None:
@@ -311,5 +326,7 @@ def write_cohort(
     if settings:
         storage.write_json(folder / SETTINGS, settings)
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    if record:
+        ingest_record.write_record(folder, manifest["file"], hashes)
     storage.write_tsv(folder / MANIFEST, manifest)
     return manifest

@@ -233,8 +233,9 @@ def phenotype_coverage(table: pd.DataFrame, info: dict | None = None) -> dict:
         "sd": traits.std().to_numpy(),
     })
     if n_missing:
+        # no IDs in the message: it is a check result, stored in Dagster's event log (IDs: ``missing_subjects``)
         message = (f"{n_missing} of {len(table)} genotyped subject(s) have no phenotype row (kept, traits missing; "
-                   f"tests use complete cases per trait), e.g. {', '.join(shown)}")
+                   f"tests use complete cases per trait)")
     else:
         message = f"all {len(table)} genotyped subjects have a phenotype row"
     if extra:

@@ -47,7 +47,9 @@ def validate_ingested_cohort(
     dup = pd.Index(subjects)[pd.Index(subjects).duplicated()]
     outcomes.append(CheckOutcome(
         "no_duplicate_ids", dup.empty,
-        "subject IDs are unique" if dup.empty else f"{folder / 'subjects.tsv'}: duplicate subject IDs {list(dup[:5])}",
+        # rows, not IDs: a check message is stored in Dagster's event log, outside the cohort's access control
+        "subject IDs are unique" if dup.empty else f"{folder / 'subjects.tsv'}: duplicate subject IDs at rows "
+        f"{[int(i) + 2 for i in np.flatnonzero(pd.Index(subjects).duplicated())[:5]]}",
         {"n_subjects": n},
     ))
 
@@ -105,7 +107,8 @@ def validate_ingested_cohort(
     over = np.flatnonzero(subject_rate > max_subject_missing)
     if over.size:
         problems.append(
-            f"{over.size} subject(s) missing more than {max_subject_missing:.0%} of calls, e.g. {subjects[over[0]]} ({subject_rate[over[0]]:.1%})"
+            f"{over.size} subject(s) missing more than {max_subject_missing:.0%} of calls, e.g. subjects.tsv row "
+            f"{int(over[0]) + 2} ({subject_rate[over[0]]:.1%})"
         )
     outcomes.append(CheckOutcome(
         "missingness_within_bounds", not problems,

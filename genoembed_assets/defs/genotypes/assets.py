@@ -35,6 +35,20 @@ INPUT_CHECKS = [
 ]
 
 
+# keys of the ingest's reports that name subjects: kept in qc.json (beside the data, under its access
+# control), left out of Dagster metadata, which the event log stores for anyone with the UI or database
+SUBJECT_LEVEL_KEYS = frozenset({"missing_subjects"})
+
+
+def aggregates_only(report):
+    """``report`` (JSON-like) without the keys in :data:`SUBJECT_LEVEL_KEYS`, at any depth."""
+    if isinstance(report, dict):
+        return {k: aggregates_only(v) for k, v in report.items() if k not in SUBJECT_LEVEL_KEYS}
+    if isinstance(report, list):
+        return [aggregates_only(v) for v in report]
+    return report
+
+
 class IngestConfig(dg.Config):
     """Variant filters applied while ingesting a cohort (counts are reported)."""
 
@@ -79,8 +93,9 @@ def cohort_input(context: dg.AssetExecutionContext, config: IngestConfig, storag
             "subject_order_source": report.subject_order_source,
             "n_skipped_blocks": len(report.skipped_blocks),
             "skipped_blocks": dg.MetadataValue.json(report.skipped_blocks),
-            "phenotypes": dg.MetadataValue.json(report.phenotypes) if report.has_phenotypes else "no phenotypes",
-            "variant_filtering": dg.MetadataValue.json(filtering) if filtering else "not reported",
+            "phenotypes": dg.MetadataValue.json(aggregates_only(report.phenotypes)) if report.has_phenotypes else "no phenotypes",
+            "variant_filtering": dg.MetadataValue.json(aggregates_only(filtering)) if filtering else "not reported",
+            "qc_report": dg.MetadataValue.path(str(qc_path)),
             "blocks": markdown_table(manifest[["block_id", "chrom", "start", "end", "n_snps"]]),
         },
         check_results=check_results(outcomes),
@@ -142,7 +157,8 @@ def phenotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage) -> 
             dg.AssetCheckResult(
                 check_name=PHENOTYPE_COVERAGE, passed=n_missing == 0, severity=dg.AssetCheckSeverity.WARN,
                 metadata={"message": coverage["message"], "n_subjects_missing": n_missing,
-                          "missing_subjects": dg.MetadataValue.json(coverage["missing_subjects"]),
+                          # which subjects: in qc.json beside the data, not in the event log
+                          "missing_subjects_listed_in": dg.MetadataValue.path(str(qc_path)),
                           "n_rows_not_genotyped": coverage["n_rows_not_genotyped"]},
             ),
         ],

@@ -3,7 +3,9 @@
 A run may hold any set of block keys (a backfill range, a few scattered blocks,
 several cohorts); the body groups them by cohort and trains all of them in one
 process with the stacked trainer. A block whose artifacts already exist for the
-same input file and configuration is not retrained (resume after a killed run).
+same input file and configuration is not retrained (resume after a killed run):
+the check takes the file's content hash from the ingest record (written once at
+ingest), so a resumed run reads no block contents unless a file changed.
 """
 
 import dataclasses
@@ -11,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +21,7 @@ import dagster as dg
 import numpy as np
 
 from ... import storage as atomic
-from ...genotypes import layout
+from ...genotypes import ingest_record, layout
 from ...models import PRESETS, BlockFit, BlockVAEConfig, save_block_fit, train_blocks
 from ..metadata import markdown_table
 from ..partitions import block_backfill_policy, cohort_block_partitions, group_by_cohort, multi_key, run_partition_keys
@@ -71,18 +74,63 @@ class BlockEmbeddingConfig(dg.Config):
         return dataclasses.replace(PRESETS[self.preset_name], **overrides)
 
 
-def _fingerprint(block_file: Path, config: BlockVAEConfig) -> str:
-    digest = hashlib.sha256()
-    digest.update(block_file.read_bytes())
-    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
+def _fingerprint(content_sha256: str, config: BlockVAEConfig) -> str:
+    """Resume key of one block: its file's content hash (from the ingest record) and the config."""
+    return hashlib.sha256(f"{content_sha256}\n{_config_json(config)}".encode()).hexdigest()
+
+
+def _config_json(config: BlockVAEConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def _legacy_fingerprint(block_file: Path, config: BlockVAEConfig) -> str:
+    """The key markers written before the ingest record had: a hash over the file's bytes and the config."""
+    with open(block_file, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256")
+    digest.update(_config_json(config).encode())
     return digest.hexdigest()
 
 
-def _is_complete(out: Path, fingerprint: str) -> bool:
+def resume_keys(folder: Path, files: dict[str, str], config: BlockVAEConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """Resume key of each block (``block -> key``) and the files whose contents had to be hashed.
+
+    ``files`` maps block IDs to manifest ``file`` values in the ingested ``folder``. Hashes
+    come from the ingest record where it still describes the file (no read); the second
+    dict is ``file -> reason`` for the others (see :func:`.ingest_record.content_hashes`).
+    """
+    hashes, rehashed = ingest_record.content_hashes(folder, files.values())
+    return {block: _fingerprint(hashes[rel], config) for block, rel in files.items()}, rehashed
+
+
+def rehash_note(rehashed: dict[str, str]) -> str:
+    """One log line for the block files the resume check had to read, with the reasons counted."""
+    reasons = ", ".join(f"{n} {why}" for why, n in Counter(rehashed.values()).items())
+    return (f"hashed {len(rehashed)} block file(s) for the resume check ({reasons}; e.g. {next(iter(rehashed))}); "
+            "re-ingest the cohort to record them")
+
+
+def is_complete(out: Path, fingerprint: str, block_file: Path, config: BlockVAEConfig) -> bool:
+    """Whether ``out`` holds every artifact of a fit with this input and config.
+
+    A marker from before the ingest record (no ``scheme``) is checked once against the
+    old whole-file key and, when it matches, rewritten with the new one, so blocks
+    trained by an older version are kept rather than retrained.
+    """
     marker = out / FINGERPRINT
     if not marker.exists() or not all((out / f).exists() for f in ("embedding.parquet", "embedding.npy", "model.pt", "metrics.json")):
         return False
-    return json.loads(marker.read_text()).get("fingerprint") == fingerprint
+    stored = json.loads(marker.read_text())
+    if stored.get("fingerprint") == fingerprint:
+        return True
+    if "scheme" not in stored and stored.get("fingerprint") == _legacy_fingerprint(block_file, config):
+        mark_complete(out, fingerprint)
+        return True
+    return False
+
+
+def mark_complete(out: Path, fingerprint: str) -> None:
+    """Write the marker; written after every other artifact, so its presence means the fit is complete."""
+    atomic.write_json(out / FINGERPRINT, {"fingerprint": fingerprint, "scheme": "content-sha256+config"})
 
 
 def _block_summary(metrics: dict) -> dict:
@@ -125,17 +173,18 @@ def block_embeddings(
         inp = storage.input_dir(cohort)
         manifest = layout.read_manifest(inp).set_index("block_id")
         subjects = layout.read_subjects(inp)
-        todo, prints = [], {}
+        todo = []
+        prints, rehashed = resume_keys(inp, {b: manifest.at[b, "file"] for b in blocks if b in manifest.index}, model_config)
+        if rehashed:
+            context.log.info(f"{cohort}: {rehash_note(rehashed)}")  # one line per run, not one per block
         for block in blocks:
             if block not in manifest.index:
                 absent.append(block)
                 context.log_event(dg.AssetObservation("block_embeddings", partition=str(multi_key(cohort, block)),
                                                       metadata={"present": False}))
                 continue
-            file = inp / manifest.at[block, "file"]
-            prints[block] = _fingerprint(file, model_config)
             out = storage.phase1_dir(cohort, block)
-            if _is_complete(out, prints[block]):
+            if is_complete(out, prints[block], inp / manifest.at[block, "file"], model_config):
                 skipped.append(block)
                 rows.append({"cohort": cohort, "block_id": block, "trained": False,
                              **_block_summary(json.loads((out / "metrics.json").read_text()))})
@@ -148,8 +197,7 @@ def block_embeddings(
         def save(fit: BlockFit, cohort=cohort, subjects=subjects, prints=prints) -> None:
             out = storage.phase1_dir(cohort, fit.block_id)
             save_block_fit(fit, out, subjects)
-            # the marker is written last: its presence means every artifact above is complete
-            atomic.write_json(out / FINGERPRINT, {"fingerprint": prints[fit.block_id]})
+            mark_complete(out, prints[fit.block_id])
             summary = _block_summary(fit.metrics)
             rows.append({"cohort": cohort, "block_id": fit.block_id, "trained": True, **summary,
                          "finite": bool(np.isfinite(fit.embedding).all() and np.isfinite(
