@@ -120,7 +120,9 @@ class TreeSampler:
         out: dict[str, float] = {}
         for entry in self.seen.values():
             cmd = entry.cmdline
-            role = ("webserver" if "dagster-webserver" in cmd else "daemon" if "dagster-daemon" in cmd
+            # dagster dev starts ``python -m dagster_webserver`` and ``python -m dagster._daemon run``.
+            role = ("webserver" if "dagster_webserver" in cmd or "dagster-webserver" in cmd
+                    else "daemon" if "dagster._daemon" in cmd or "dagster-daemon" in cmd
                     else "code_server" if "api grpc" in cmd else None)
             if role:
                 out[role] = max(out.get(role, 0.0), round(entry.peak_own / GB, 3))
@@ -184,7 +186,8 @@ def run_summaries(instance, records, sampler: TreeSampler) -> list[dict]:
             "partition_range": [run.tags.get("dagster/asset_partition_range_start"),
                                 run.tags.get("dagster/asset_partition_range_end")],
             "backfill": run.tags.get("dagster/backfill"),
-            "automation": bool(run.tags.get("dagster/from_automation_condition_evaluation")),
+            "automation": run.tags.get("dagster/from_automation_condition") == "true",
+            "sensor": run.tags.get("dagster/sensor_name"),
             "assets": sorted(k.to_user_string() for k in (run.asset_selection or ())),
         })
     return out

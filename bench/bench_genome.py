@@ -141,6 +141,7 @@ class Bench:
         from genoembed_tests.live_dagster import LiveDagster
 
         started = time.perf_counter()
+        self.stages = self._graph_stages()
         self.dagster = LiveDagster(self.work / "home", env=self.env()).launch()
         self.sampler = probe.TreeSampler(self.dagster.process.pid, interval=self.args.sample_interval).start()
         self.dagster.wait_ready(timeout=600)
@@ -164,8 +165,13 @@ class Bench:
         probe.wait_until("the cohort sensor to register the block partitions", registered,
                          timeout=self.args.stage_timeout, interval=0.5)
         until_registered = time.time() - self.t_drop
+
+        def tick():  # the registering tick is still running (requesting runs) when the keys appear
+            with self.instance() as inst:
+                return probe.first_tick_with_partitions(inst, "cohort_sensor", self.t_drop - 1)
+
+        tick = probe.wait_until("the registering sensor tick to end", tick, timeout=self.args.stage_timeout, interval=1)
         with self.instance() as inst:
-            tick = probe.first_tick_with_partitions(inst, "cohort_sensor", self.t_drop - 1)
             n_partitions = len(inst.get_dynamic_partitions("blocks"))
         return {"wall_s": round(until_registered, 2), "registration_tick": tick, "block_partitions": n_partitions}
 
@@ -204,7 +210,8 @@ class Bench:
             nonlocal launched
             self._check_failed(stage)
             if not self._missing(assets, keys):
-                return True
+                # Materialized; the stage ends when its runs have finished too (checks, run end).
+                return all(r.dagster_run.is_finished for r in self._runs(stage))
             if launched is None and not self._runs(stage) and time.time() - started > fallback_after:
                 launched = self.launch_backfill(assets, keys)
                 log(f"  no {stage} run was requested in {fallback_after:.0f} s: launched backfill {launched}")
@@ -296,9 +303,9 @@ class Bench:
         self.prepare()
         log(f"workdir {self.work}: {self.args.subjects} subjects x {self.args.blocks or N_MAP_BLOCKS} blocks, "
             f"presets phase1={self.args.phase1_preset} phase2={self.args.phase2_preset}")
+        rc = 0
         try:
             self.stage("simulate", self.simulate)
-            self.stages = self._graph_stages()
             self.stage("dagster_start", self.start_dagster)
             self.stage("sensor", self.drop_and_register)
             self.stage("inputs", self.inputs)
@@ -307,25 +314,26 @@ class Bench:
             self.stage("ticks", self.ticks)
             if not self.args.skip_ui:
                 self.stage("ui", self.ui)
-        except BaseException as exc:
+        except BaseException as exc:  # KeyboardInterrupt too: dagster dev must not outlive the bench
             log(f"FAILED in stage {self.result['failed_stage']}: {exc}")
             if self.dagster is not None:
                 log(f"dagster dev log tail:\n{self.dagster.log_tail(30)}")
-            return 1
+            rc = 1
         finally:
             if self.sampler is not None:
                 self.sampler.stop()
             if self.dagster is not None:
                 self.dagster.stop()
             self.save()
-            print(report(self.result))
-        try:
-            self.stage("score", self.score)
-        except Exception as exc:
-            log(f"FAILED in stage score: {exc}")
-            return 1
+        if rc == 0:
+            try:
+                self.stage("score", self.score)
+            except Exception as exc:
+                log(f"FAILED in stage score: {exc}")
+                rc = 1
         print(report(self.result))
-        return 0
+        log(f"wrote {self.out_path}")
+        return rc
 
 
 def _fmt(value, digits: int = 2) -> str:
