@@ -110,6 +110,8 @@ class Bench:
         if self.work.exists() and any(self.work.iterdir()):
             if not self.args.fresh:
                 raise SystemExit(f"{self.work} is not empty: pass --fresh to delete it, or another --workdir")
+            if not (self.work / "bench_genome.json").exists() and not (self.work / "home" / "dagster.yaml").exists():
+                raise SystemExit(f"{self.work} does not look like a bench_genome work folder: not deleting it")
             shutil.rmtree(self.work)
         for sub in ("home", "cohorts", "results", "staging", "data"):
             (self.work / sub).mkdir(parents=True, exist_ok=True)
@@ -213,7 +215,7 @@ class Bench:
                 # Materialized; the stage ends when its runs have finished too (checks, run end).
                 return all(r.dagster_run.is_finished for r in self._runs(stage))
             if launched is None and not self._runs(stage) and time.time() - started > fallback_after:
-                launched = self.launch_backfill(assets, keys)
+                launched = self.launch_backfill(assets, keys, stage)
                 log(f"  no {stage} run was requested in {fallback_after:.0f} s: launched backfill {launched}")
             return False
 
@@ -228,12 +230,16 @@ class Bench:
                 "wait_s": round(time.time() - started, 2), "runs": len(runs), "peak_rss_gb": max(peaks, default=None),
                 "fallback_backfill": launched, "run_details": runs}
 
-    def launch_backfill(self, assets, partition_names) -> str:
+    def launch_backfill(self, assets, partition_names, stage: str) -> str:
+        """An asset backfill as from the asset page; its runs carry the cohort and stage tags the bench reads
+        (no fingerprint tag, so the sensor's own bookkeeping is unchanged)."""
+        tags = {"genoembed/cohort": COHORT, "genoembed/stage": stage, "genoembed/bench": "fallback"}
         data = self.dagster.graphql(
             """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
                 __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
             {"params": {"partitionNames": [str(k) for k in partition_names], "fromFailure": False,
-                        "assetSelection": [{"path": a.path} for a in assets]}})
+                        "assetSelection": [{"path": a.path} for a in assets],
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()]}})
         result = data["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {result}")
@@ -394,7 +400,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ui-repeats", type=int, default=3)
     parser.add_argument("--skip-ui", action="store_true")
     parser.add_argument("--stage-timeout", type=float, default=12 * 3600, help="seconds per stage")
-    parser.add_argument("--fallback-after", type=float, default=180,
+    parser.add_argument("--fallback-after", type=float, default=600,
                         help="seconds without a run of a stage before a backfill is launched instead")
     parser.add_argument("--sample-interval", type=float, default=0.5, help="seconds between RSS samples")
     args = parser.parse_args(argv)

@@ -87,3 +87,12 @@ def test_report_of_a_failed_run_shows_the_stages_done_and_the_failure(bench):
     assert table[2].startswith("| simulate | 12.5 | 0.40 |") and "300 subjects x 40 blocks" in table[2]
     assert table[3].startswith("| sensor | 31.0 |") and "40 block partitions registered" in table[3]
     assert table[4].startswith("| phase1 | FAILED |") and "boom" in table[4]
+
+
+def test_fresh_refuses_to_delete_a_folder_that_is_not_a_bench_workdir(bench, tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(SystemExit, match="is not empty: pass --fresh"):
+        bench.main(["--workdir", str(tmp_path), "--blocks", "10"])
+    with pytest.raises(SystemExit, match="does not look like a bench_genome work folder"):
+        bench.main(["--workdir", str(tmp_path), "--blocks", "10", "--fresh"])
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
