@@ -151,7 +151,9 @@ def failure_message(instance, run_id: str) -> str:
         for entry in instance.all_logs(run_id, of_type=kind):
             data = entry.dagster_event.event_specific_data if entry.dagster_event else None
             error = getattr(data, "error", None)
-            text = error.message if error is not None else (entry.dagster_event.message or "")
+            while error is not None and error.cause is not None:  # the user code's error, not dagster's wrapper
+                error = error.cause
+            text = f"{error.cls_name}: {error.message}" if error is not None else (entry.dagster_event.message or "")
             return " ".join(str(text).split())[:400]
     return "no failure event recorded"
 

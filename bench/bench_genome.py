@@ -191,30 +191,44 @@ class Bench:
         with self.instance() as inst:
             return [r for r in probe.cohort_runs(inst, COHORT, self.t_drop - 1) if probe.stage_of(r) == stage]
 
-    def _check_failed(self, stage: str) -> None:
-        failed = [r for r in self._runs(stage) if r.dagster_run.status.value in ("FAILURE", "CANCELED")]
+    def _check_failed(self, stage: str, runs) -> None:
+        failed = [r for r in runs if r.dagster_run.status.value in ("FAILURE", "CANCELED")]
         if failed:
             with self.instance() as inst:
                 raise RuntimeError(f"{len(failed)} {stage} run(s) failed; first {failed[0].dagster_run.run_id}: "
                                    f"{probe.failure_message(inst, failed[0].dagster_run.run_id)}")
 
-    def _wait_stage(self, stage: str, assets, keys, *, fallback_after: float) -> dict:
-        """Wait until every key of ``assets`` is materialized; launch a backfill if no run came."""
+    def _wait_stage(self, stage: str, assets, keys, *, fallback_after: float, forgive_early: bool = False) -> dict:
+        """Wait until every key of ``assets`` is materialized and the stage's runs have ended.
+
+        A backfill is launched if no run of the stage came within ``fallback_after``.
+        ``forgive_early``: runs created before this stage started that failed are
+        premature (requested before their inputs were ready; automation requests the
+        assets again once they are): recorded, neither fatal nor counted.
+        """
         started, launched = time.time(), None
 
+        def early(r) -> bool:
+            return (forgive_early and r.create_timestamp.timestamp() < started
+                    and r.dagster_run.status.value in ("FAILURE", "CANCELED"))
+
+        def runs():
+            return [r for r in self._runs(stage) if not early(r)]
+
         def progress():
-            runs = self._runs(stage)
-            done = sum(r.dagster_run.is_finished for r in runs)
-            log(f"  {stage}: {done}/{len(runs)} runs finished, {self._missing(assets, keys)} of "
+            current = runs()
+            done = sum(r.dagster_run.is_finished for r in current)
+            log(f"  {stage}: {done}/{len(current)} runs finished, {self._missing(assets, keys)} of "
                 f"{len(assets) * len(keys)} asset partitions to go")
 
         def finished():
             nonlocal launched
-            self._check_failed(stage)
+            current = runs()
+            self._check_failed(stage, current)
             if not self._missing(assets, keys):
                 # Materialized; the stage ends when its runs have finished too (checks, run end).
-                return all(r.dagster_run.is_finished for r in self._runs(stage))
-            if launched is None and not self._runs(stage) and time.time() - started > fallback_after:
+                return all(r.dagster_run.is_finished for r in current)
+            if launched is None and not current and time.time() - started > fallback_after:
                 launched = self.launch_backfill(assets, keys, stage)
                 log(f"  no {stage} run was requested in {fallback_after:.0f} s: launched backfill {launched}")
             return False
@@ -222,13 +236,17 @@ class Bench:
         probe.wait_until(f"the {stage} stage to materialize", finished, timeout=self.args.stage_timeout,
                          interval=2, progress=progress)
         with self.instance() as inst:
-            runs = probe.run_summaries(inst, self._runs(stage), self.sampler)
-        starts = [r["start"] for r in runs if r["start"]]
-        ends = [r["end"] for r in runs if r["end"]]
-        peaks = [r["peak_rss_gb"] for r in runs if r["peak_rss_gb"] is not None]
+            details = probe.run_summaries(inst, runs(), self.sampler)
+            premature = [{"run_id": r.dagster_run.run_id, "assets": sorted(k.to_user_string() for k in
+                                                                           (r.dagster_run.asset_selection or ())),
+                          "error": probe.failure_message(inst, r.dagster_run.run_id)}
+                         for r in self._runs(stage) if early(r)]
+        starts = [r["start"] for r in details if r["start"]]
+        ends = [r["end"] for r in details if r["end"]]
+        peaks = [r["peak_rss_gb"] for r in details if r["peak_rss_gb"] is not None]
         return {"wall_s": round(max(ends) - min(starts), 2) if starts and ends else round(time.time() - started, 2),
-                "wait_s": round(time.time() - started, 2), "runs": len(runs), "peak_rss_gb": max(peaks, default=None),
-                "fallback_backfill": launched, "run_details": runs}
+                "wait_s": round(time.time() - started, 2), "runs": len(details), "peak_rss_gb": max(peaks, default=None),
+                "fallback_backfill": launched, "premature_failed_runs": premature, "run_details": details}
 
     def launch_backfill(self, assets, partition_names, stage: str) -> str:
         """An asset backfill as from the asset page; its runs carry the cohort and stage tags the bench reads
@@ -255,7 +273,8 @@ class Bench:
         return out
 
     def downstream(self) -> dict:
-        return self._wait_stage("downstream", self.stages.downstream, [COHORT], fallback_after=self.args.fallback_after)
+        return self._wait_stage("downstream", self.stages.downstream, [COHORT], fallback_after=self.args.fallback_after,
+                                forgive_early=True)
 
     def ticks(self) -> dict:
         with self.instance() as inst:
@@ -359,7 +378,9 @@ def report(result: dict) -> str:
         "phase1": lambda v: f"{v['blocks']} blocks, {v['per_block_s']} s/block" + (
             f", fallback backfill {v['fallback_backfill']}" if v.get("fallback_backfill") else ""),
         "downstream": lambda v: "Phase 2, analyses, findings" + (
-            f", fallback backfill {v['fallback_backfill']}" if v.get("fallback_backfill") else ""),
+            f", fallback backfill {v['fallback_backfill']}" if v.get("fallback_backfill") else "") + (
+            f"; {len(v['premature_failed_runs'])} premature run(s) failed before Phase 1 ended: "
+            f"{v['premature_failed_runs'][0]['assets']}" if v.get("premature_failed_runs") else ""),
     }
     for name in ("simulate", "dagster_start", "sensor", "inputs", "phase1", "downstream"):
         if name in s:
