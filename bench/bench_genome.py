@@ -371,7 +371,7 @@ def report(result: dict) -> str:
     lines = ["| stage | wall s | peak RSS GB | runs | notes |", "|---|---|---|---|---|"]
     notes = {
         "simulate": lambda v: f"{v['subjects']} subjects x {v['blocks']} blocks, {v['variants']} variants, "
-                              f"{v['bytes_on_disk'] / 1e9:.2f} GB on disk",
+                              f"{v['bytes_on_disk'] / 1e6:.1f} MB on disk",
         "dagster_start": lambda v: "until the code location loaded",
         "sensor": lambda v: f"drop -> {v['block_partitions']} block partitions registered; registering tick "
                             f"{_fmt((v['registration_tick'] or {}).get('duration_s'))} s",
