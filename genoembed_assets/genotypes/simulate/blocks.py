@@ -7,6 +7,7 @@ import pandas as pd
 
 from ... import paths
 from ..blockmap import read_block_map
+from .config import WHOLE_MAP
 
 __all__ = ["LOCUS_KEYS", "XMHC_HG19", "ld_partner_blocks", "select_cohort_blocks", "select_demo_blocks"]
 
@@ -72,6 +73,11 @@ def _locus_rows(block_map: pd.DataFrame, loci: pd.DataFrame) -> dict[str, int]:
 
 
 def _background_rows(block_map: pd.DataFrame, loci: pd.DataFrame, chosen: dict[str, int], n_background: int) -> list[int]:
+    if n_background == WHOLE_MAP:
+        # The whole map: every other block, the MHC and locus-gene neighbours included
+        # (simulated independently, they are null blocks like any other).
+        taken = set(chosen.values())
+        return [i for i in range(len(block_map)) if i not in taken]
     # Background: autosomal, not overlapping any locus row (genes and MHC).
     eligible = block_map["chrom"] != "X"
     for _, row in loci.iterrows():
@@ -83,7 +89,8 @@ def _background_rows(block_map: pd.DataFrame, loci: pd.DataFrame, chosen: dict[s
     eligible.loc[list(chosen.values())] = False
     candidates = np.flatnonzero(eligible.to_numpy())
     if not 0 <= n_background <= len(candidates):
-        raise ValueError(f"n_background must be in [0, {len(candidates)}], got {n_background}")
+        raise ValueError(f"n_background must be in [0, {len(candidates)}] or {WHOLE_MAP} (every block of the map), "
+                         f"got {n_background}")
     if not n_background:
         return []
     return [int(i) for i in candidates[np.round(np.linspace(0, len(candidates) - 1, n_background)).astype(int)]]
@@ -114,6 +121,8 @@ def select_demo_blocks(
         Number of background blocks. They are spread evenly, in genomic order,
         over the autosomal blocks that overlap no locus gene and not the MHC,
         so the choice does not depend on the seed and cohorts share block keys.
+        ``-1`` (:data:`~.config.WHOLE_MAP`): every block of the map that is not
+        a locus block, the MHC and the locus genes' neighbours included.
     block_map : DataFrame, optional
         Output of :func:`read_block_map`; default the shipped LDetect EUR hg19 map.
     loci : DataFrame, optional
@@ -151,7 +160,9 @@ def select_cohort_blocks(
     """:func:`select_demo_blocks` plus the LD partner blocks, with a ``role`` column.
 
     ``role`` is ``"locus"``, ``"background"`` or ``"ld_partner"``; partner
-    blocks have ``locus`` ``""``. ``ld_partners_per_side=0`` adds none.
+    blocks have ``locus`` ``""``. ``ld_partners_per_side=0`` adds none. With
+    ``n_background=-1`` the partner blocks keep their role and every other
+    non-locus block of the map is background.
     """
     block_map, loci = _defaults(block_map, loci)
     chosen = _locus_rows(block_map, loci)

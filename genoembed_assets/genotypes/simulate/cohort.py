@@ -197,9 +197,13 @@ def simulate_cohort(
         )
 
 
+_CLI_FIELDS = ("n_subjects", "n_background_blocks", "seed", "min_variants", "max_variants", "missing_rate",
+               "demography", "stratum_strength", "inter_block_ld", "eigenvec_source")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m genoembed_assets.genotypes.simulate OUT_DIR [options]``."""
-    from .config import DEMOGRAPHIES
+    from .config import DEMOGRAPHIES, GENOME_PRESET
 
     defaults = SimulationConfig()
     parser = argparse.ArgumentParser(
@@ -207,23 +211,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write a deterministic simulated cohort with planted truth (original layout).",
     )
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--n-subjects", type=int, default=defaults.n_subjects)
-    parser.add_argument("--n-background-blocks", type=int, default=defaults.n_background_blocks)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--max-variants", type=int, default=defaults.max_variants)
-    parser.add_argument("--missing-rate", type=float, default=defaults.missing_rate)
-    parser.add_argument("--demography", choices=sorted(DEMOGRAPHIES), default=defaults.demography)
-    parser.add_argument("--stratum-strength", type=float, default=defaults.stratum_strength)
-    parser.add_argument("--inter-block-ld", type=float, default=defaults.inter_block_ld)
-    parser.add_argument("--eigenvec-source", choices=EIGENVEC_SOURCES, default=defaults.eigenvec_source)
+    parser.add_argument("--genome", action="store_true",
+                        help="the genome-wide preset: every block of the hg19 map, "
+                             + ", ".join(f"{k}={v}" for k, v in GENOME_PRESET.items() if k != "n_background_blocks")
+                             + " (other options override it)")
+    # Defaults None: an option not given keeps the base config's value (the demo, or the genome preset).
+    parser.add_argument("--n-subjects", type=int, help=f"default {defaults.n_subjects}")
+    parser.add_argument("--n-background-blocks", type=int,
+                        help=f"default {defaults.n_background_blocks}; -1: every block of the map besides the loci")
+    parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    parser.add_argument("--min-variants", type=int, help=f"default {defaults.min_variants}")
+    parser.add_argument("--max-variants", type=int, help=f"default {defaults.max_variants}")
+    parser.add_argument("--missing-rate", type=float, help=f"default {defaults.missing_rate}")
+    parser.add_argument("--demography", choices=sorted(DEMOGRAPHIES), help=f"default {defaults.demography}")
+    parser.add_argument("--stratum-strength", type=float, help=f"default {defaults.stratum_strength}")
+    parser.add_argument("--inter-block-ld", type=float, help=f"default {defaults.inter_block_ld}")
+    parser.add_argument("--eigenvec-source", choices=EIGENVEC_SOURCES, help=f"default {defaults.eigenvec_source}")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-simulated cohort already in OUT_DIR")
     args = parser.parse_args(argv)
-    config = SimulationConfig(
-        n_subjects=args.n_subjects, n_background_blocks=args.n_background_blocks, seed=args.seed,
-        max_variants=args.max_variants, missing_rate=args.missing_rate, demography=args.demography,
-        stratum_strength=args.stratum_strength, inter_block_ld=args.inter_block_ld,
-        eigenvec_source=args.eigenvec_source,
-    )
+    given = {name: getattr(args, name) for name in _CLI_FIELDS if getattr(args, name) is not None}
+    try:
+        config = SimulationConfig(**{**(GENOME_PRESET if args.genome else {}), **given})
+    except ValueError as exc:
+        parser.error(str(exc))
     cohort = simulate_cohort(args.out_dir, config=config, overwrite=args.overwrite)
     manifest = pd.read_csv(cohort.manifest_path, sep="\t")
     truth = cohort.truth

@@ -17,11 +17,16 @@ __all__ = [
     "DEMOGRAPHIES",
     "DEMO_SEED",
     "EIGENVEC_SOURCES",
+    "GENOME_PRESET",
+    "WHOLE_MAP",
     "Demography",
     "SimulationConfig",
+    "genome_config",
 ]
 
 DEMO_SEED = 20261121
+# ``n_background_blocks`` value meaning "every block of the map besides the loci (and LD partners)".
+WHOLE_MAP = -1
 EIGENVEC_SOURCES = ("panel", "own", "none")
 WEAK_BLOCKS = ("PDE4D_1", "PDE4D_2")
 
@@ -170,8 +175,9 @@ class SimulationConfig:
                                  f"to non-negative shares, got {given}")
         if self.n_subjects < 30:
             raise ValueError(f"n_subjects must be >= 30, got {self.n_subjects}")
-        if self.n_background_blocks < 0:
-            raise ValueError(f"n_background_blocks must be >= 0, got {self.n_background_blocks}")
+        if self.n_background_blocks < WHOLE_MAP:
+            raise ValueError(f"n_background_blocks must be >= 0, or {WHOLE_MAP} for every block of the map, "
+                             f"got {self.n_background_blocks}")
         if not 0 <= self.missing_rate < 0.5:
             raise ValueError(f"missing_rate must be in [0, 0.5), got {self.missing_rate}")
         if not 0 < self.min_maf < 0.5:
@@ -194,3 +200,13 @@ class SimulationConfig:
                              "lineage_tags >= 0, n_pc_snps >= 0")
         if self.eigenvec_source == "panel" and self.n_pc_snps < 10:
             raise ValueError(f"eigenvec_source 'panel' needs n_pc_snps >= 10, got {self.n_pc_snps}")
+
+
+#: The genome-wide cohort (issue 12): every block of the hg19 map (1,703), 2,000
+#: subjects, array-like density (50-300 variants per block), the demo's planted truth.
+GENOME_PRESET: dict = {"n_subjects": 2000, "n_background_blocks": WHOLE_MAP, "min_variants": 50, "max_variants": 300}
+
+
+def genome_config(**fields) -> SimulationConfig:
+    """:data:`GENOME_PRESET` with any :class:`SimulationConfig` field replaced (``n_subjects=60``)."""
+    return SimulationConfig(**{**GENOME_PRESET, **fields})
