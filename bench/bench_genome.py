@@ -125,6 +125,8 @@ class Bench:
 
     def simulate(self) -> dict:
         fields = {"n_subjects": self.args.subjects, "seed": self.args.seed}
+        if self.args.max_variants is not None:
+            fields["max_variants"] = self.args.max_variants
         if self.args.blocks and self.args.blocks < N_MAP_BLOCKS:
             fields["n_background_blocks"] = self.args.blocks - 8  # evenly spread, away from the loci and the MHC
         out = subprocess.run([sys.executable, "-c", _SIMULATE, str(self.work / "staging" / COHORT), json.dumps(fields)],
@@ -414,8 +416,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--workdir", default="/tmp/genoembed_bench_genome")
     parser.add_argument("--fresh", action="store_true", help="delete a non-empty --workdir first")
+    parser.add_argument("--max-variants", type=int, default=None,
+                        help="cap on variants per block (default: the genome preset's 300)")
     parser.add_argument("--phase1-preset", default="fast")
-    parser.add_argument("--phase2-preset", default="fast")
+    parser.add_argument("--phase2-preset", default="genome", help="Phase 2 preset (genome: windowed attention, 2 seeds)")
     parser.add_argument("--max-concurrent-runs", type=int, default=2)
     parser.add_argument("--ui-cohorts", type=int, default=5, help="cohorts registered for the second UI timing")
     parser.add_argument("--ui-repeats", type=int, default=3)

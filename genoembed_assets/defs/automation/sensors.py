@@ -86,12 +86,15 @@ def evaluate_cohorts(context: dg.SensorEvaluationContext, storage: GenoembedStor
                                     "fix the folder or re-execute the run")
                 cursor["cohorts"][name] = fp
                 continue
-            if not instance.has_dynamic_partition(COHORTS, name) and name not in requested_cohorts:
-                partition_requests.append(dg.AddDynamicPartitionsRequest(COHORTS, [name]))
+            # Blocks before the cohort: a cohort key registered while it maps to no block
+            # partition has every block dependency vacuously met, and eager automation
+            # requested Phase 2 for it in the same second (seen in 2 of 3 bench runs).
             new_blocks = [b for b in scan.blocks["block_id"] if b not in known_blocks]
             if new_blocks:
                 partition_requests.append(dg.AddDynamicPartitionsRequest(BLOCKS, new_blocks))
                 known_blocks += new_blocks
+            if not instance.has_dynamic_partition(COHORTS, name) and name not in requested_cohorts:
+                partition_requests.append(dg.AddDynamicPartitionsRequest(COHORTS, [name]))
             reason = "new cohort" if ingested is None else "folder content changed"
             context.log.info(f"cohort {name!r}: {reason} ({scan.format}, {scan.n_subjects} subjects, "
                              f"{len(scan.blocks)} blocks, {len(new_blocks)} new block keys): requesting its inputs")
