@@ -109,3 +109,31 @@ def test_windowed_model_trains_and_reports_attention():
     loss.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     assert model.in_weight.grad.abs().sum() > 0
+
+
+def test_closed_masks_on_a_dense_map_hide_about_the_plain_share():
+    from genoembed_assets.genotypes.blockmap import read_block_map
+    from genoembed_assets.models._importance import importance_masks, ld_neighbours
+    from genoembed_assets.paths import block_map_path
+
+    blocks = read_block_map(block_map_path("hg19"))
+    near = ld_neighbours(blocks, 2.0)
+    assert near.sum(axis=1).mean() > 2  # contiguous blocks: several neighbours each
+    plain, closed = importance_masks(40, near, CrossBlockConfig(importance_mask_draws=2), 0)
+    assert (closed.sum(-1) >= 1).all()
+    share = float(closed.float().mean())
+    assert 0.15 <= share <= 0.4, f"closed masks hide {share:.0%} of blocks"
+    # Unthinned, closing would hide most blocks: the reason for the thinning.
+    assert float((plain | ((plain.float() @ torch.from_numpy(near).float()) > 0)).float().mean()) > 0.6
+
+
+def test_ld_groups_are_local_on_a_contiguous_map():
+    from genoembed_assets.models._importance import _distally_linked
+
+    near = np.zeros((6, 6), bool)
+    for i in range(5):  # a chain: 0-1-2-3-4-5, one connected component
+        near[i, i + 1] = near[i + 1, i] = True
+    p = np.full(6, 0.5)
+    p[0] = 1e-6
+    linked = _distally_linked(near, p)
+    assert linked.tolist() == [True, True, False, False, False, False], "only block 0's neighbourhood shares its link"
