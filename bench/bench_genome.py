@@ -23,6 +23,13 @@ Peak RSS of runs comes from polling the ``dagster dev`` process tree (see
 
     python bench/bench_genome.py                          # 2,000 subjects x 1,703 blocks (hours on 2 cores)
     python bench/bench_genome.py --blocks 40 --subjects 300   # the 8 loci + 32 background blocks (minutes)
+    python bench/bench_genome.py --rerun-downstream --workdir W   # Phase 2 and the analyses again on W's Phase 1
+
+``--rerun-downstream`` reuses a finished work folder (its cohort, Dagster
+instance and Phase 1 embeddings): it launches a backfill of the downstream
+assets (imputation left out unless ``--with-imputation``), waits for its runs,
+then scores; the earlier stages' figures are kept from the earlier run and the
+earlier downstream stage is kept as ``downstream_previous``.
 
 On a failure dagster dev is stopped (its whole process group), the failed stage
 is named and the JSON keeps the stages done. See docs/scale.md.
@@ -120,6 +127,54 @@ class Bench:
             "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n"
             f"    max_concurrent_runs: {self.args.max_concurrent_runs}\n")
         os.environ.update(self.env())  # before genoembed_assets reads its defaults
+
+    def resume(self) -> None:
+        """Reopen a finished work folder for ``--rerun-downstream``."""
+        if not self.out_path.exists() or not (self.work / "home" / "dagster.yaml").exists():
+            raise SystemExit(f"{self.work} holds no finished bench_genome run (bench_genome.json, home/dagster.yaml)")
+        previous = json.loads(self.out_path.read_text())
+        if "phase1" not in previous.get("stages", {}):
+            raise SystemExit(f"{self.out_path}: the earlier run did not finish Phase 1; run the whole bench")
+        stages = previous["stages"]
+        if "downstream" in stages:
+            stages["downstream_previous"] = stages.pop("downstream")
+        for name in ("ticks", "ui", "score"):
+            stages.pop(name, None)
+        self.result = {"args": previous.get("args", {}), "rerun_args": vars(self.args), "stages": stages, "failed_stage": None}
+        manifest = (self.work / "cohorts" / COHORT / "manifest.tsv").read_text().splitlines()[1:]
+        self.blocks = [line.split("\t")[0] for line in manifest]
+        os.environ.update(self.env())
+
+    def rerun_downstream(self) -> dict:
+        """Backfill the downstream assets again and wait for the backfill and its runs to end."""
+        self.t_drop = time.time()
+        assets = [a for a in self.stages.downstream
+                  if self.args.with_imputation or "imput" not in a.to_user_string()]
+        backfill_id = self.launch_backfill(assets, [COHORT], "downstream")
+        log(f"  launched downstream backfill {backfill_id} ({len(assets)} assets)")
+
+        def done():
+            with self.instance() as inst:
+                status = inst.get_backfill(backfill_id).status.value
+            current = self._runs("downstream")
+            self._check_failed("downstream", current)
+            return status not in ("REQUESTED", "CANCELING", "FAILING") and current and all(
+                r.dagster_run.is_finished for r in current)
+
+        def progress():
+            current = self._runs("downstream")
+            log(f"  downstream: {sum(r.dagster_run.is_finished for r in current)}/{len(current)} runs finished")
+
+        probe.wait_until("the downstream backfill to end", done, timeout=self.args.stage_timeout, interval=5,
+                         progress=progress)
+        with self.instance() as inst:
+            details = probe.run_summaries(inst, self._runs("downstream"), self.sampler)
+        starts = [r["start"] for r in details if r["start"]]
+        ends = [r["end"] for r in details if r["end"]]
+        peaks = [r["peak_rss_gb"] for r in details if r["peak_rss_gb"] is not None]
+        return {"wall_s": round(max(ends) - min(starts), 2), "wait_s": round(time.time() - self.t_drop, 2),
+                "runs": len(details), "peak_rss_gb": max(peaks, default=None), "backfill": backfill_id,
+                "assets": sorted(a.to_user_string() for a in assets), "run_details": details}
 
     # ------------------------------------------------------------------ stages
 
@@ -327,19 +382,26 @@ class Bench:
     # ------------------------------------------------------------------ all of it
 
     def run(self) -> int:
-        self.prepare()
+        if self.args.rerun_downstream:
+            self.resume()
+        else:
+            self.prepare()
         log(f"workdir {self.work}: {self.args.subjects} subjects x {self.args.blocks or N_MAP_BLOCKS} blocks, "
             f"presets phase1={self.args.phase1_preset} phase2={self.args.phase2_preset}")
         rc = 0
         try:
-            self.stage("simulate", self.simulate)
-            self.stage("dagster_start", self.start_dagster)
-            self.stage("sensor", self.drop_and_register)
-            self.stage("inputs", self.inputs)
-            self.stage("phase1", self.phase1)
-            self.stage("downstream", self.downstream)
+            if self.args.rerun_downstream:
+                self.stage("dagster_start", self.start_dagster)
+                self.stage("downstream", self.rerun_downstream)
+            else:
+                self.stage("simulate", self.simulate)
+                self.stage("dagster_start", self.start_dagster)
+                self.stage("sensor", self.drop_and_register)
+                self.stage("inputs", self.inputs)
+                self.stage("phase1", self.phase1)
+                self.stage("downstream", self.downstream)
             self.stage("ticks", self.ticks)
-            if not self.args.skip_ui:
+            if not self.args.skip_ui and not self.args.rerun_downstream:
                 self.stage("ui", self.ui)
         except BaseException as exc:  # KeyboardInterrupt too: dagster dev must not outlive the bench
             log(f"FAILED in stage {self.result['failed_stage']}: {exc}")
@@ -382,9 +444,12 @@ def report(result: dict) -> str:
         "downstream": lambda v: "Phase 2, analyses, findings" + (
             f", fallback backfill {v['fallback_backfill']}" if v.get("fallback_backfill") else "") + (
             f"; {len(v['premature_failed_runs'])} premature run(s) failed before Phase 1 ended: "
-            f"{v['premature_failed_runs'][0]['assets']}" if v.get("premature_failed_runs") else ""),
+            f"{v['premature_failed_runs'][0]['assets']}" if v.get("premature_failed_runs") else "") + (
+            f" (rerun: backfill of {len(v['assets'])} assets, imputation {'in' if any('imput' in a for a in v['assets']) else 'left out'})"
+            if v.get("backfill") else ""),
+        "downstream_previous": lambda v: "the earlier run's downstream stage (before --rerun-downstream)",
     }
-    for name in ("simulate", "dagster_start", "sensor", "inputs", "phase1", "downstream"):
+    for name in ("simulate", "dagster_start", "sensor", "inputs", "phase1", "downstream_previous", "downstream"):
         if name in s:
             v = s[name]
             lines.append(f"| {name} | {_fmt(v.get('wall_s'), 1)} | {_fmt(v.get('peak_rss_gb'))} | "
@@ -427,6 +492,9 @@ def main(argv=None) -> int:
     parser.add_argument("--stage-timeout", type=float, default=12 * 3600, help="seconds per stage")
     parser.add_argument("--fallback-after", type=float, default=600,
                         help="seconds without a run of a stage before a backfill is launched instead")
+    parser.add_argument("--rerun-downstream", action="store_true",
+                        help="reuse a finished --workdir: run Phase 2 and the analyses again on its Phase 1, then score")
+    parser.add_argument("--with-imputation", action="store_true", help="with --rerun-downstream: impute again too")
     parser.add_argument("--sample-interval", type=float, default=0.5, help="seconds between RSS samples")
     args = parser.parse_args(argv)
     if args.blocks is not None and args.blocks < 9:

@@ -121,6 +121,15 @@ class CrossBlockConfig:
         the second layer on. Memory per layer is ``O(blocks x 3w)`` instead of
         ``O(blocks^2)``: at 1,703 blocks dense attention took 21.5 GB per
         training step (issue 12).
+    screen_focus
+        Whether training focuses on the blocks a linear cross-block screen
+        (``_screen``, on training subjects only) finds dependent on distal
+        blocks (q < 0.05): their loss weights are raised so that together they
+        weigh as much as all other blocks. ``-1`` (auto): on when attention is
+        windowed (more than ``DENSE_ATTENTION_MAX_BLOCKS`` blocks), where the
+        few blocks with structure are otherwise a vanishing share of the loss;
+        ``0``: off; ``1``: on. Every block stays a token and a target, and
+        importance is still tested on held-out subjects only.
     """
 
     width: int = 64
@@ -145,6 +154,7 @@ class CrossBlockConfig:
     importance_ld_window_mb: float = 2.0
     distance_subjects: int = 1000
     attention_window: int = -1
+    screen_focus: int = -1
 
     def validate(self) -> "CrossBlockConfig":
         """Raise ``ValueError`` naming the first bad field; return self."""
@@ -157,6 +167,8 @@ class CrossBlockConfig:
             raise ValueError(f"CrossBlockConfig.importance_permutations must be at least 2 (the null needs a spread), got {self.importance_permutations!r}")
         if not isinstance(self.attention_window, int) or isinstance(self.attention_window, bool) or self.attention_window < -1:
             raise ValueError(f"CrossBlockConfig.attention_window must be -1 (auto), 0 (dense) or a positive integer, got {self.attention_window!r}")
+        if self.screen_focus not in (-1, 0, 1) or isinstance(self.screen_focus, bool):
+            raise ValueError(f"CrossBlockConfig.screen_focus must be -1 (auto), 0 (off) or 1 (on), got {self.screen_focus!r}")
         if not self.importance_ld_window_mb >= 0:
             raise ValueError(f"CrossBlockConfig.importance_ld_window_mb must be >= 0, got {self.importance_ld_window_mb!r}")
         if self.width % self.heads:
@@ -195,6 +207,12 @@ class CrossBlockConfig:
         if self.attention_window == 0 or n_blocks <= 2 * self.attention_window:
             return 0
         return self.attention_window
+
+    def focus_for(self, n_blocks: int) -> bool:
+        """Whether training focuses on screened blocks for a cohort of ``n_blocks`` blocks."""
+        if self.screen_focus == -1:
+            return self.window_for(n_blocks) > 0
+        return bool(self.screen_focus)
 
     def with_overrides(self, **overrides) -> "CrossBlockConfig":
         """A copy with some fields changed (unknown names raise ``ValueError``)."""

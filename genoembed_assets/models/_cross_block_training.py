@@ -24,7 +24,8 @@ from scipy.stats import pearsonr, spearmanr
 from .. import storage
 from ._cross_block import CrossBlockConfig, CrossBlockTransformer, draw_block_mask
 from ._embedding_store import BlockEmbeddingStore
-from ._importance import importance_table, measure_importance, rank_stability, top_block_agreement
+from ._importance import importance_table, ld_neighbours, measure_importance, rank_stability, top_block_agreement
+from ._screen import cross_block_screen, focus_weights
 from ._standardize import Standardizer, _Standardizer, shared_axes  # noqa: F401  (re-exported: older imports)
 
 __all__ = [
@@ -157,12 +158,13 @@ def _run_epoch(model, store, standardize, index, config, device, weight, generat
     return {key: value / max(n_seen, 1) for key, value in sums.items()}
 
 
-def _fit_one_seed(store, standardize, train_idx, val_idx, config, seed, device, log):
+def _fit_one_seed(store, standardize, train_idx, val_idx, config, seed, device, log, block_weight=None):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = CrossBlockTransformer(store.dims, store.chrom_index(), store.position_mb(), config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    weight = torch.from_numpy(standardize.active).to(device)
+    active = standardize.active if block_weight is None else standardize.active * block_weight[:, None]
+    weight = torch.from_numpy(np.ascontiguousarray(active, dtype=np.float32)).to(device)
     train_gen = torch.Generator().manual_seed(seed)
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
     rows = []
@@ -229,6 +231,26 @@ def _distance_correlation(phase1: np.ndarray, phase2: np.ndarray) -> tuple[float
     return float(pearsonr(d1, d2)[0]), float(spearmanr(d1, d2)[0])
 
 
+# The screen's cross-correlations need no more subjects than this to find a
+# dependence Phase 2 could learn; it bounds the screen's memory at biobank size.
+_SCREEN_SUBJECTS = 4000
+
+
+def _screen_training(store, standardize, train_idx, config, log):
+    """The linear cross-block screen on (at most ``_SCREEN_SUBJECTS``) training subjects, and its metrics."""
+    started = time.perf_counter()
+    sample = train_idx[_subsample(train_idx.size, _SCREEN_SUBJECTS, config.seeds[0] + 2)]
+    neighbours = ld_neighbours(store.block_meta, config.importance_ld_window_mb)
+    screen = cross_block_screen(standardize(store.get(sample)), standardize.active, neighbours)
+    focus = config.focus_for(store.n_blocks)
+    metrics = {"subjects": int(sample.size), "candidates": int(screen.candidates.sum()), "inflation": screen.inflation,
+               "focus": bool(focus), "seconds": time.perf_counter() - started}
+    if log is not None:
+        log(f"cross-block screen: {metrics['candidates']} of {store.n_blocks} blocks depend on distal blocks (q < 0.05)"
+            f"{'; training focuses on them' if focus and metrics['candidates'] else ''} ({metrics['seconds']:.1f}s)")
+    return screen, metrics
+
+
 def phase2_input_space(store: BlockEmbeddingStore, config: CrossBlockConfig):
     """The standardizer Phase 2 trains in, its (train, val, test) split and the shared-axes summary.
 
@@ -292,10 +314,14 @@ def fit_cross_block(
     # z-scores had mean 0.16 and sd 1.29 on the demo (0.00 and 1.08 untouched).
     imp_idx = test_idx[_subsample(test_idx.size, config.importance_subjects, config.seeds[0])]
 
+    screen, screen_metrics = _screen_training(store, standardize, train_idx, config, log)
+    block_weight = focus_weights(screen) if screen_metrics["focus"] else None
+    screen_metrics["focus_weight"] = float(block_weight.max()) if block_weight is not None else 1.0
+
     curves, states, seed_metrics, models = [], [], {}, []
     per_seed = []
     for seed in config.seeds:
-        model, state, curve, info = _fit_one_seed(store, standardize, train_idx, val_idx, config, seed, device, log)
+        model, state, curve, info = _fit_one_seed(store, standardize, train_idx, val_idx, config, seed, device, log, block_weight)
         curves.append(curve)
         states.append(state)
         models.append(model)
@@ -318,6 +344,7 @@ def fit_cross_block(
     # Phase 2 models what is left after removing shared axes; compare with that too.
     residual_pearson, _ = _distance_correlation(standardize(raw), subject_embedding[dist_idx])
     table = importance_table(store.block_meta, config.seeds, measured)
+    table = table.merge(screen.table(store.block_ids), on="block_id", how="left", validate="one_to_one")
     embeddings = pd.DataFrame(subject_embedding, columns=[f"e{i}" for i in range(subject_embedding.shape[1])])
     embeddings.insert(0, "subject_id", store.subject_ids)
     curves_df = pd.concat(curves, ignore_index=True)
@@ -351,6 +378,7 @@ def fit_cross_block(
         "active_latent_dims": int(standardize.active.sum()),
         "shared_factors_removed": 0 if standardize.shared is None else int(standardize.shared.shape[1]),
         "shared_factor_summary": shared_summary,
+        "screen": screen_metrics,
         "config": asdict(config),
     }
     return CrossBlockResult(embeddings, table, by_seed, stability, pearson, curves_df, states, metrics, measured)
