@@ -76,3 +76,31 @@ def test_focus_is_automatic_only_where_attention_is_windowed():
     assert not config.with_overrides(screen_focus=0).focus_for(1703)
     with pytest.raises(ValueError, match="screen_focus must be -1"):
         CrossBlockConfig(screen_focus=2).validate()
+
+
+def test_importance_head_is_best_only_where_training_focuses():
+    config = CROSS_BLOCK_PRESETS["genome"]
+    assert config.head_for(30) == "token" and config.head_for(1703) == "best"
+    assert config.with_overrides(importance_head="best").head_for(30) == "best"
+    assert config.with_overrides(importance_head="token").head_for(1703) == "token"
+    with pytest.raises(ValueError, match="importance_head must be"):
+        CrossBlockConfig(importance_head="cls").validate()
+
+
+def test_best_head_keeps_the_null_calibrated_and_records_the_heads():
+    import torch
+
+    from genoembed_assets.models._cross_block_training import fit_cross_block
+    from genoembed_assets.models._embedding_store import InMemoryEmbeddingStore
+
+    torch.set_num_threads(1)
+    data, meta, _ = synthetic_block_embeddings(400, 12, 4, strong_blocks=(), seed=7)
+    config = CrossBlockConfig(width=16, layers=1, heads=2, dropout=0.0, epochs=8, patience=8, batch_size=32, seeds=(0, 1),
+                              importance_mask_draws=2, screen_focus=1, importance_head="best")
+    result = fit_cross_block(InMemoryEmbeddingStore(data, meta), config)
+    table = result.block_importance
+    assert result.metrics["importance_head"] == "best" and result.metrics["screen"]["focus"]
+    assert table["importance_cls_head"].isin([0.0, 0.5, 1.0]).all()
+    # Choosing the better head on validation subjects must not make null blocks significant.
+    assert (table["importance_q"] >= 0.05).all()
+    assert (table["importance_p"] < 0.05).mean() <= 0.25

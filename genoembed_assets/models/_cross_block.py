@@ -130,6 +130,13 @@ class CrossBlockConfig:
         few blocks with structure are otherwise a vanishing share of the loss;
         ``0``: off; ``1``: on. Every block stays a token and a target, and
         importance is still tested on held-out subjects only.
+    importance_head
+        Which head's prediction of a hidden block importance scores:
+        ``"token"``; ``"best"``: per seed and block, the head (token or CLS)
+        with the higher R2 on the validation subjects (chosen before the
+        test on the importance subjects, so the null stays exact);
+        ``"auto"``: ``"best"`` where training focuses (``focus_for``), else
+        ``"token"``.
     """
 
     width: int = 64
@@ -155,6 +162,7 @@ class CrossBlockConfig:
     distance_subjects: int = 1000
     attention_window: int = -1
     screen_focus: int = -1
+    importance_head: str = "auto"
 
     def validate(self) -> "CrossBlockConfig":
         """Raise ``ValueError`` naming the first bad field; return self."""
@@ -169,6 +177,8 @@ class CrossBlockConfig:
             raise ValueError(f"CrossBlockConfig.attention_window must be -1 (auto), 0 (dense) or a positive integer, got {self.attention_window!r}")
         if self.screen_focus not in (-1, 0, 1) or isinstance(self.screen_focus, bool):
             raise ValueError(f"CrossBlockConfig.screen_focus must be -1 (auto), 0 (off) or 1 (on), got {self.screen_focus!r}")
+        if self.importance_head not in ("auto", "token", "best"):
+            raise ValueError(f"CrossBlockConfig.importance_head must be 'auto', 'token' or 'best', got {self.importance_head!r}")
         if not self.importance_ld_window_mb >= 0:
             raise ValueError(f"CrossBlockConfig.importance_ld_window_mb must be >= 0, got {self.importance_ld_window_mb!r}")
         if self.width % self.heads:
@@ -213,6 +223,12 @@ class CrossBlockConfig:
         if self.screen_focus == -1:
             return self.window_for(n_blocks) > 0
         return bool(self.screen_focus)
+
+    def head_for(self, n_blocks: int) -> str:
+        """``"token"`` or ``"best"``: the importance head rule for ``n_blocks`` blocks."""
+        if self.importance_head == "auto":
+            return "best" if self.focus_for(n_blocks) else "token"
+        return self.importance_head
 
     def with_overrides(self, **overrides) -> "CrossBlockConfig":
         """A copy with some fields changed (unknown names raise ``ValueError``)."""

@@ -65,6 +65,11 @@ class CrossBlockResult:
         the most important block (ties broken by block order).
         ``attention_mean`` is the prediction-weighted attention on held-out
         subjects, ``cls_attention_mean`` the plain CLS attention (secondary).
+        ``importance_cls_head`` is the share of seeds that scored the block
+        with the CLS head (``config.importance_head``).
+        ``screen_z, screen_p, screen_q, screen_partner`` are the linear
+        cross-block screen on training subjects (``_screen``), which focuses
+        training when ``metrics["screen"]["focus"]``.
     importance_by_seed
         ``(n_seeds, n_blocks)``; each row sums to 1.
     rank_stability
@@ -330,7 +335,11 @@ def fit_cross_block(
     subject_embedding, seed_scales = seed_ensemble(per_seed)
 
     importance_started = time.perf_counter()
-    measured = measure_importance(models, standardize(store.get(imp_idx)), standardize.active, store.block_meta, config, device=device)
+    select = None
+    if config.head_for(store.n_blocks) == "best":  # heads chosen on validation subjects, tested on others
+        select = standardize(store.get(val_idx[_subsample(val_idx.size, config.importance_subjects, config.seeds[0] + 3)]))
+    measured = measure_importance(models, standardize(store.get(imp_idx)), standardize.active, store.block_meta, config,
+                                  device=device, x_select=select)
     importance_seconds = time.perf_counter() - importance_started
     for seed, r2 in zip(config.seeds, measured.r2_by_seed):
         seed_metrics[str(seed)]["hidden_block_r2_mean"] = float(r2.mean())
@@ -375,6 +384,8 @@ def fit_cross_block(
         "importance_seconds": importance_seconds,
         "importance_significant_blocks": int((measured.q < 0.05).sum()),
         "importance_ld_only_blocks": int(measured.ld_only.sum()),
+        "importance_head": config.head_for(store.n_blocks),
+        "importance_cls_head_share": float(measured.cls_head.mean()),
         "active_latent_dims": int(standardize.active.sum()),
         "shared_factors_removed": 0 if standardize.shared is None else int(standardize.shared.shape[1]),
         "shared_factor_summary": shared_summary,
