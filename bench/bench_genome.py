@@ -29,7 +29,8 @@ Peak RSS of runs comes from polling the ``dagster dev`` process tree (see
 instance and Phase 1 embeddings): it launches a backfill of the downstream
 assets (imputation left out unless ``--with-imputation``), waits for its runs,
 then scores; the earlier stages' figures are kept from the earlier run and the
-earlier downstream stage is kept as ``downstream_previous``.
+whole run's downstream stage is kept as ``downstream_previous`` (a later rerun
+replaces an earlier rerun's).
 
 On a failure dagster dev is stopped (its whole process group), the failed stage
 is named and the JSON keeps the stages done. See docs/scale.md.
@@ -137,7 +138,9 @@ class Bench:
             raise SystemExit(f"{self.out_path}: the earlier run did not finish Phase 1; run the whole bench")
         stages = previous["stages"]
         if "downstream" in stages:
-            stages["downstream_previous"] = stages.pop("downstream")
+            # The whole run's own downstream stage is kept across reruns; a rerun's is replaced.
+            earlier = stages.pop("downstream")
+            stages.setdefault("downstream_previous", earlier)
         for name in ("ticks", "ui", "score"):
             stages.pop(name, None)
         self.result = {"args": previous.get("args", {}), "rerun_args": vars(self.args), "stages": stages, "failed_stage": None}

@@ -96,3 +96,33 @@ def test_fresh_refuses_to_delete_a_folder_that_is_not_a_bench_workdir(bench, tmp
     with pytest.raises(SystemExit, match="does not look like a bench_genome work folder"):
         bench.main(["--workdir", str(tmp_path), "--blocks", "10", "--fresh"])
     assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_rerun_downstream_needs_a_finished_run_and_keeps_the_whole_runs_stage(bench, tmp_path, monkeypatch):
+    import json
+
+    for name in ("GENOEMBED_DATA", "GENOEMBED_COHORTS", "GENOEMBED_RESULTS", "DAGSTER_HOME",
+                 "GENOEMBED_PHASE1_PRESET", "GENOEMBED_PHASE2_PRESET"):  # resume() sets them for dagster dev
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+
+    with pytest.raises(SystemExit, match="holds no finished bench_genome run"):
+        bench.main(["--workdir", str(tmp_path), "--rerun-downstream"])
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (tmp_path / "bench_genome.json").write_text(json.dumps({"stages": {"simulate": {"wall_s": 1.0}}}))
+    with pytest.raises(SystemExit, match="did not finish Phase 1"):
+        bench.main(["--workdir", str(tmp_path), "--rerun-downstream"])
+    whole = {"wall_s": 2169.0, "peak_rss_gb": 3.6, "runs": 1}
+    (tmp_path / "bench_genome.json").write_text(json.dumps({"stages": {"phase1": {"wall_s": 4078.0}, "downstream": whole,
+                                                                      "score": {"wall_s": 0.8}}}))
+    (tmp_path / "cohorts" / "genome").mkdir(parents=True)
+    (tmp_path / "cohorts" / "genome" / "manifest.tsv").write_text("block_id\tchrom\nchr1_b0000\t1\nchr1_b0001\t1\n")
+    b = bench.Bench(bench.main.__globals__["argparse"].Namespace(
+        workdir=str(tmp_path), rerun_downstream=True, phase1_preset="fast", phase2_preset="genome"))
+    b.resume()
+    assert b.blocks == ["chr1_b0000", "chr1_b0001"]
+    assert b.result["stages"]["downstream_previous"] == whole and "score" not in b.result["stages"]
+    b.result["stages"]["downstream"] = {"wall_s": 1432.0}  # a rerun's stage, then a second rerun
+    b.save()
+    b.resume()
+    assert b.result["stages"]["downstream_previous"] == whole, "a second rerun keeps the whole run's stage"
