@@ -104,3 +104,22 @@ def test_best_head_keeps_the_null_calibrated_and_records_the_heads():
     # Choosing the better head on validation subjects must not make null blocks significant.
     assert (table["importance_q"] >= 0.05).all()
     assert (table["importance_p"] < 0.05).mean() <= 0.25
+
+
+def test_screen_finds_the_stratum_blocks_among_1703():
+    # The genome-wide shape: 3 stratum blocks among 1,703 (HLA DR/DQ and DP adjacent, so
+    # linked to the genome only through PDE4D on chromosome 5), 450 training subjects.
+    from genoembed_assets.analysis.synthetic import _NAMED_BLOCKS, synthetic_cohort
+    from genoembed_assets.models._cross_block_training import _screen_training, phase2_input_space
+    from genoembed_assets.models._embedding_store import InMemoryEmbeddingStore
+
+    cohort = synthetic_cohort(n_subjects=600, n_background=1703 - len(_NAMED_BLOCKS), latent_dim=8, random_state=0)
+    blocks = cohort.blocks[["block_id", "chrom", "start", "end"]]
+    data = np.stack([cohort.block_embeddings[b].drop(columns="subject_id").to_numpy(np.float32) for b in blocks["block_id"]], 1)
+    store = InMemoryEmbeddingStore(data, blocks, cohort.subjects["subject_id"])
+    config = CROSS_BLOCK_PRESETS["genome"]
+    standardize, (train, _, _), _ = phase2_input_space(store, config)
+    screen, metrics = _screen_training(store, standardize, train, config, None)
+    found = set(np.asarray(store.block_ids)[screen.candidates])
+    assert found == set(cohort.truth["structure_blocks"]), sorted(found)
+    assert metrics["focus"] and metrics["candidates"] == 3 and metrics["subjects"] == train.size
