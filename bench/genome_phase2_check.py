@@ -44,7 +44,8 @@ def run(args) -> dict:
     data = np.stack([cohort.block_embeddings[b].drop(columns="subject_id").to_numpy(np.float32) for b in blocks["block_id"]], axis=1)
     store = InMemoryEmbeddingStore(data, blocks, cohort.subjects["subject_id"])
     config = CROSS_BLOCK_PRESETS[args.preset]
-    overrides = {k: v for k, v in {"screen_focus": args.screen_focus, "importance_head": args.importance_head}.items() if v is not None}
+    overrides = {k: v for k, v in {"screen_focus": args.screen_focus, "importance_head": args.importance_head,
+                                   "epochs": args.epochs, "patience": args.patience}.items() if v is not None}
     config = config.with_overrides(**overrides) if overrides else config
     started = time.perf_counter()
     result = fit_cross_block(store, config, log=print if args.verbose else None)
@@ -56,7 +57,8 @@ def run(args) -> dict:
     planted = truth["strong_structure_blocks"] + truth["weak_structure_blocks"]
     return {
         "subjects": args.subjects, "blocks": int(store.n_blocks), "seed": args.seed, "strong": args.strong, "weak": args.weak,
-        "preset": args.preset, "phase2_s": round(seconds, 1),
+        "preset": args.preset, "overrides": overrides, "phase2_s": round(seconds, 1),
+        "epochs_run": {seed: m["epochs_run"] for seed, m in result.metrics["seeds"].items()},
         "strong_ranks": [int(table.loc[b, "rank"]) for b in truth["strong_structure_blocks"]],
         "strong_p": [float(table.loc[b, "importance_p"]) for b in truth["strong_structure_blocks"]],
         "weak_ranks": [int(table.loc[b, "rank"]) for b in truth["weak_structure_blocks"]],
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="genome")
     parser.add_argument("--screen-focus", type=int, choices=(-1, 0, 1), default=None)
     parser.add_argument("--importance-head", choices=("auto", "token", "best"), default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--patience", type=int, default=None, help="override the preset's early-stopping patience")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
