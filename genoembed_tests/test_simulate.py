@@ -426,7 +426,9 @@ def test_inter_block_ld_partners_share_the_stratum_and_are_in_truth(with_ld):
         return np.mean([LinearRegression().fit(hla, t).score(hla, t) for t in target.T])
 
     partner_r2, background_r2 = [r2(b) for b in partners], [r2(b) for b in truth["background_blocks"][:4]]
-    assert min(partner_r2) > 0.15 and max(background_r2) < 0.05, (partner_r2, background_r2)
+    # equal-share groups (the grid's) follow the leading PCs less closely than k-means groups: 0.13-0.19 here
+    assert min(partner_r2) > 0.1 and max(background_r2) < 0.05 and min(partner_r2) > 10 * max(background_r2), \
+        (partner_r2, background_r2)
     assert with_ld.elapsed_s < 30
 
 
@@ -434,7 +436,7 @@ def test_single_population_demography(tmp_path):
     cohort = sim.simulate_cohort(tmp_path / "afr", n_subjects=90, n_background_blocks=1, seed=2, demography="Africa_1T12")
     truth, subjects = sim.read_truth(cohort.out_dir)
     assert truth["populations"] == ["AFR"] and truth["population_counts"] == {"AFR": 90}
-    assert list(subjects.columns) == ["subject_id", "population", "stratum", "frac_AFR"]
+    assert list(subjects.columns) == ["subject_id", "population", "stratum", "frac_AFR", "oracle_stratum"]
     assert (subjects["frac_AFR"] == 1).all() and truth["n_strata"] == 3
     assert truth["parameters"]["demography"] == "Africa_1T12"
 
@@ -470,5 +472,9 @@ def test_validity_grid_spans_the_axes_without_the_demo_seed():
         n_blocks = len(sim.select_cohort_blocks(c.n_background_blocks, c.ld_partners_per_side if c.inter_block_ld else 0))
         assert 700 <= c.n_subjects <= 900 and 16 <= n_blocks <= 24
     assert any(c.eigenvec_source == "own" for _, c in small) and any(c.inter_block_ld > 0 for _, c in small)
-    with pytest.raises(ValueError, match=r"\['full', 'small'\]"):
+    # every grid cohort has equal-share stratum groups; the edge cohort is the weak one at 0.8
+    assert all(c.balanced_groups for _, c in full + small) and not sim.SimulationConfig().balanced_groups
+    (edge_name, edge), = sim.validity_grid("edge")
+    assert edge_name not in {n for n, _ in full} and edge.stratum_strength == 0.8 and edge.balanced_groups
+    with pytest.raises(ValueError, match=r"\['full', 'small', 'edge'\]"):
         sim.validity_grid("huge")

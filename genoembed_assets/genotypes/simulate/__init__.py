@@ -100,6 +100,15 @@ n_pc_snps : int, 4000
     Size of the unlinked ancestry panel behind the ``"panel"`` eigenvec.
 lineage_tags : int, 6
     Lineage-defining variants per stratum group in each structure block.
+balanced_groups : bool, False
+    Split each population's pool haplotypes into equal-share stratum groups
+    (each haplotype as near its k-means centre as the quotas allow) instead of
+    the k-means groups, so the stratum strength alone sets how identifiable a
+    stratum is. The validity grid sets it; the demo keeps k-means groups.
+
+``truth.json`` records ``stratum_ari_oracle``, the ARI of an oracle that sees
+every planted haplotype's group (its labels: ``oracle_stratum`` of
+``truth_subjects.tsv``); the validity grid scores clusters against it.
 
 ``simulate_cohort`` also takes ``overwrite`` and ``n_threads`` (run options,
 not part of the cohort). :func:`validity_grid` gives the named cohorts of the

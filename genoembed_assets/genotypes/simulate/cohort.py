@@ -21,7 +21,7 @@ from .eigenvec import EIGENVEC, cohort_eigenvec
 from .haplotypes import Block, load_model, make_subjects, seed_sequence, simulate_block
 from .pca import block_pc1
 from .phenotypes import phenotypes, within_ancestry
-from .truth import TRUTH_JSON, TRUTH_SUBJECTS, truth_dict, truth_subjects
+from .truth import TRUTH_JSON, TRUTH_SUBJECTS, oracle_strata, truth_dict, truth_subjects
 
 __all__ = ["SimulatedCohort", "main", "simulate_cohort"]
 
@@ -154,6 +154,7 @@ def simulate_cohort(
                 sim_length=config.sim_length, pool_factor=config.pool_factor, min_maf=config.min_maf,
                 max_variants=config.max_variants, min_variants=config.min_variants,
                 missing_rate=config.missing_rate, n_panel=n_panel, lineage_tags=config.lineage_tags,
+                balanced_groups=config.balanced_groups,
             )
 
         locus_blocks = {row["locus"]: row["block_id"] for _, row in blocks.iterrows() if row["locus"]}
@@ -164,8 +165,10 @@ def simulate_cohort(
                     for locus, bid in locus_blocks.items()}
         phen = phenotypes(subjects, spec, features, np.random.default_rng(seed_sequence(config.seed, 2)))
 
+        logliks = [blk.stratum_loglik for blk in simulated.values() if blk.stratum_loglik is not None]
+        oracle = oracle_strata(subjects.stratum, logliks)
         truth = truth_dict(config, subjects=subjects, blocks=blocks, locus_blocks=locus_blocks, model_id=model.id,
-                           n_panel=sum(blk.panel.shape[1] for blk in simulated.values()))
+                           n_panel=sum(blk.panel.shape[1] for blk in simulated.values()), oracle=oracle)
         variants = pd.concat(
             [_variants_table(bid, str(chrom), simulated[bid]) for bid, chrom in zip(blocks["block_id"], blocks["chrom"])],
             ignore_index=True,
@@ -174,7 +177,7 @@ def simulate_cohort(
         # Truth and variants first: write_cohort writes the manifest last, which marks the folder finished.
         out_dir.mkdir(parents=True, exist_ok=True)
         storage.write_json(out_dir / TRUTH_JSON, truth)
-        storage.write_tsv(out_dir / TRUTH_SUBJECTS, truth_subjects(subjects, spec.sources))
+        storage.write_tsv(out_dir / TRUTH_SUBJECTS, truth_subjects(subjects, spec.sources, oracle))
         storage.write_tsv(out_dir / VARIANTS, variants)
         write_cohort(
             out_dir, subjects.ids,

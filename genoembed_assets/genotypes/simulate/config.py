@@ -113,6 +113,7 @@ class SimulationConfig:
     pool_factor: float = 1.5
     n_pc_snps: int = 4000
     lineage_tags: int = 6
+    balanced_groups: bool = False
     _fractions: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

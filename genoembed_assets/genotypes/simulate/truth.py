@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import adjusted_rand_score
 
 from .config import SimulationConfig
 from .haplotypes import N_STRATA, Subjects
 from .phenotypes import EFFECTS, NOISE_SD, SCALE
 
-__all__ = ["TRUTH_JSON", "TRUTH_SUBJECTS", "read_truth", "truth_dict", "truth_subjects"]
+__all__ = ["TRUTH_JSON", "TRUTH_SUBJECTS", "oracle_strata", "read_truth", "truth_dict", "truth_subjects"]
 
 TRUTH_JSON = "truth.json"
 TRUTH_SUBJECTS = "truth_subjects.tsv"
@@ -34,9 +35,23 @@ def _note(strata: bool, partners: bool) -> str:
             + ", which share the stratum, associate with ige too: they are neither planted effects nor null blocks")
 
 
+def oracle_strata(strata: np.ndarray, logliks: list[np.ndarray]) -> np.ndarray | None:
+    """Each subject's most probable stratum given the groups of all its planted haplotypes (None: no strata).
+
+    ``logliks`` are the structure and LD-partner blocks' ``Block.stratum_loglik``
+    (the exact draw likelihood); strata are equally common by construction, so
+    the prior is flat. No method that sees genotypes knows more than these
+    groups about the stratum, except by chance, so the ARI of these labels is the
+    ceiling the validity grid scores clusters against.
+    """
+    if not logliks:
+        return None
+    return np.sum(logliks, axis=0).argmax(axis=1).astype(np.int64)
+
+
 def truth_dict(
     config: SimulationConfig, *, subjects: Subjects, blocks: pd.DataFrame, locus_blocks: dict, model_id: str,
-    n_panel: int,
+    n_panel: int, oracle: np.ndarray | None = None,
 ) -> dict:
     """The ``truth.json`` content (keys of docs/design.md first, then extras).
 
@@ -77,6 +92,9 @@ def truth_dict(
         "eigenvec_source": config.eigenvec_source,
         "population_counts": {p: int((subjects.population == p).sum()) for p in populations},
         "structure_weights": structure_weights,
+        # ARI of the haplotype-group oracle (oracle_stratum of truth_subjects.tsv) against the strata.
+        "stratum_ari_oracle": (float(adjusted_rand_score(subjects.stratum, oracle))
+                               if oracle is not None and (strong or weak) else None),
         "effect_feature": ("block PC1 (simulate.block_pc1) residualized on the admixture fractions and "
                            "standardized: effects act within ancestry, confounding comes from the population shifts"),
         "note": _note(bool(strong or weak), bool(partners)),
@@ -86,14 +104,20 @@ def truth_dict(
     }
 
 
-def truth_subjects(subjects: Subjects, sources: tuple[str, ...]) -> pd.DataFrame:
-    """``subject_id, population, stratum, frac_<source>...`` per subject."""
-    return pd.DataFrame({
+def truth_subjects(subjects: Subjects, sources: tuple[str, ...], oracle: np.ndarray | None = None) -> pd.DataFrame:
+    """``subject_id, population, stratum, frac_<source>..., oracle_stratum`` per subject.
+
+    ``oracle_stratum`` (only with planted strata): see :func:`oracle_strata`.
+    """
+    table = pd.DataFrame({
         "subject_id": subjects.ids,
         "population": subjects.population,
         "stratum": subjects.stratum,
         **{f"frac_{p}": np.round(subjects.fractions[:, j], 6) for j, p in enumerate(sources)},
     })
+    if oracle is not None:
+        table["oracle_stratum"] = oracle
+    return table
 
 
 def read_truth(folder: str | Path) -> tuple[dict, pd.DataFrame]:
