@@ -166,7 +166,7 @@ def simulate_cohort(
         phen = phenotypes(subjects, spec, features, np.random.default_rng(seed_sequence(config.seed, 2)))
 
         logliks = [blk.stratum_loglik for blk in simulated.values() if blk.stratum_loglik is not None]
-        oracle = oracle_strata(subjects.stratum, logliks)
+        oracle = oracle_strata(logliks)
         truth = truth_dict(config, subjects=subjects, blocks=blocks, locus_blocks=locus_blocks, model_id=model.id,
                            n_panel=sum(blk.panel.shape[1] for blk in simulated.values()), oracle=oracle)
         variants = pd.concat(

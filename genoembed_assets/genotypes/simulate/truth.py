@@ -35,7 +35,7 @@ def _note(strata: bool, partners: bool) -> str:
             + ", which share the stratum, associate with ige too: they are neither planted effects nor null blocks")
 
 
-def oracle_strata(strata: np.ndarray, logliks: list[np.ndarray]) -> np.ndarray | None:
+def oracle_strata(logliks: list[np.ndarray]) -> np.ndarray | None:
     """Each subject's most probable stratum given the groups of all its planted haplotypes (None: no strata).
 
     ``logliks`` are the structure and LD-partner blocks' ``Block.stratum_loglik``
@@ -93,8 +93,7 @@ def truth_dict(
         "population_counts": {p: int((subjects.population == p).sum()) for p in populations},
         "structure_weights": structure_weights,
         # ARI of the haplotype-group oracle (oracle_stratum of truth_subjects.tsv) against the strata.
-        "stratum_ari_oracle": (float(adjusted_rand_score(subjects.stratum, oracle))
-                               if oracle is not None and (strong or weak) else None),
+        "stratum_ari_oracle": None if oracle is None else float(adjusted_rand_score(subjects.stratum, oracle)),
         "effect_feature": ("block PC1 (simulate.block_pc1) residualized on the admixture fractions and "
                            "standardized: effects act within ancestry, confounding comes from the population shifts"),
         "note": _note(bool(strong or weak), bool(partners)),
