@@ -20,8 +20,11 @@ Peers:
 * ``beagle``: Beagle 5.4 (Debian ``beagle``), ``beagle gt=masked.vcf.gz out=...``, no reference
   panel and no genetic map (1 cM = 1 Mb), ``nthreads`` = the cores given; scored from GT
   (its dosage is the called genotype);
-* ``genoembed``: ``genoembed impute`` (``cli_impute.impute_input``), preset ``--preset``,
-  scored from the written GT and DS.
+* ``genoembed``: ``genoembed impute`` (``cli_impute.impute_input``) with its defaults
+  (engine ``ld``: each block's LD-neighbour rule, nothing trained, every variant written),
+  scored from the written GT and DS; ``genoembed_blend`` trains the block VAEs (preset
+  ``--preset``, training timed) and blends them with the rule (engine ``blend``);
+  ``genoembed_vae`` is the VAEs alone (engine ``vae``, the first version's imputer).
 
 Example::
 
@@ -48,7 +51,9 @@ sys.path.insert(0, str(ROOT))
 
 KG = ROOT / "data" / "1kg_chr20"
 PANELS = ("reference.vcf.gz", "unphased.vcf.gz")
-PEERS = ("mode", "knn", "svd", "beagle", "genoembed")
+PEERS = ("mode", "knn", "svd", "beagle", "genoembed", "genoembed_blend", "genoembed_vae")
+#: genoembed peer -> its ``--engine`` (see ``imputation.ENGINES``)
+ENGINE_OF = {"genoembed": "ld", "genoembed_blend": "blend", "genoembed_vae": "vae"}
 BINS = ((0.01, 0.05), (0.05, 0.2), (0.2, 0.5000001))
 MASK_RATE = 0.05
 MAF_MIN = 0.01
@@ -137,14 +142,15 @@ def _beagle(masked: Path, out_dir: Path, threads: int) -> tuple[np.ndarray, np.n
     return pos, dose.astype(np.float32)
 
 
-def _genoembed(masked: Path, out_dir: Path, preset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _genoembed(masked: Path, out_dir: Path, preset: str, engine: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from cyvcf2 import VCF
 
     from genoembed_assets.cli_impute import impute_input
     from genoembed_assets.genotypes.vcf import dosage_from_gt
 
     out = out_dir / "genoembed.vcf.gz"
-    impute_input(masked, out, work=out_dir / "work", preset=preset, device="cpu", log=lambda m: None)
+    impute_input(masked, out, work=out_dir / "work", preset=preset, device="cpu", engine=engine,
+                 log=lambda m: None)
     vcf = VCF(str(out))
     pos, gt, ds = [], [], []
     for v in vcf:
@@ -171,7 +177,7 @@ def worker(args) -> None:
         pos, ds = _beagle(masked, out_dir, args.threads)
         gt = ds
     else:
-        pos, gt, ds = _genoembed(masked, out_dir, args.preset)
+        pos, gt, ds = _genoembed(masked, out_dir, args.preset, ENGINE_OF[args.worker])
     seconds = time.perf_counter() - start
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     np.savez_compressed(out_dir / "calls.npz", gt=gt, ds=ds, pos=np.array([]) if pos is None else pos)

@@ -185,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                      "block models trained there are reused for the same input and preset")
     imp.add_argument("--preset", default="impute", choices=["fast", "balanced", "thorough", "impute"],
                      help="Phase 1 training preset (default: impute)")
+    imp.add_argument("--engine", default="ld", choices=["ld", "blend", "vae"],
+                     help="what fills a call: the LD-neighbour rule of each block (default; nothing to train), "
+                     "the block VAE blended with it (trains or reuses the block models), or the VAE alone")
+    imp.add_argument("--maf-min", type=float, default=None,
+                     help="ingest QC: variants under this MAF are dropped from the output "
+                     "(default 0 for --engine ld, so every variant comes back; 0.01 when block models are trained)")
     imp.add_argument("--device", default=None, help="torch device (default: CUDA when present, else CPU)")
     args = parser.parse_args(argv)
     # Dagster's beta/preview notices (e.g. on MultiToSingleDimensionPartitionMapping) are not the user's business
@@ -206,7 +212,8 @@ def _command(args) -> int:
     if args.command == "impute":
         from .cli_impute import impute_input
 
-        done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device)
+        done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device,
+                            engine=args.engine, maf_min=args.maf_min)
         print(f"wrote {done['out']} (+ .tbi): {done['n_subjects']} subjects x {done['n_variants']} variants, "
               f"{done['n_imputed']} calls imputed; {done['trained']} block model(s) trained, {done['reused']} reused "
               f"(work folder {done['work']})")

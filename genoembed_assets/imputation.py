@@ -24,8 +24,12 @@ from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
 from .models import BlockVAEConfig, load_block_model
 from .models._impute import DEFAULT_DRAWS, impute_block
+from .models._ld_neighbours import LDNeighbourConfig
 
-__all__ = ["SIMULATED_VARIANTS", "impute_cohort"]
+__all__ = ["ENGINES", "SIMULATED_VARIANTS", "impute_cohort"]
+
+#: What fills a missing call: the block VAE blended with LD neighbours (default), either alone.
+ENGINES = ("blend", "vae", "ld")
 
 #: The simulator's variant table in a cohort's source folder (positions of the .npy layout).
 SIMULATED_VARIANTS = "variants.tsv"
@@ -58,6 +62,8 @@ def impute_cohort(
     *,
     device: str = "cpu",
     n_draws: int = DEFAULT_DRAWS,
+    engine: str = "blend",
+    local: LDNeighbourConfig = LDNeighbourConfig(),
     log: Callable[[str], object] = print,
 ) -> pd.DataFrame:
     """Impute every block of an ingested cohort and write ``out_vcf`` (+ ``.tbi``).
@@ -74,23 +80,31 @@ def impute_cohort(
         Torch device of the block models.
     n_draws
         Posterior draws per call (see :func:`models._impute.posterior_predictive`).
+    engine
+        ``blend`` (the block VAE and the LD-neighbour rule, weighted per block),
+        ``vae`` (the block VAE alone) or ``ld`` (the LD-neighbour rule alone: no
+        trained model needed).
+    local
+        Settings of the LD-neighbour rule.
     log
         One line per block.
 
     Returns
     -------
     pandas.DataFrame
-        Per block: ``block_id, n_snps, n_imputed, missing_rate, dr2_mean, dr2_min, seconds``.
+        Per block: ``block_id, n_snps, n_imputed, missing_rate, vae_weight, dr2_mean, dr2_min, seconds``.
 
     Raises
     ------
     CohortInputError
         When a block has no trained model (names the blocks and the fix).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown imputation engine {engine!r}; choose one of {', '.join(ENGINES)}")
     input_dir, phase1_dir = Path(input_dir), Path(phase1_dir)
     manifest = layout.read_manifest(input_dir)
     subjects = layout.read_subjects(input_dir)
-    untrained = [b for b in manifest["block_id"] if not (phase1_dir / b / "model.pt").exists()]
+    untrained = [] if engine == "ld" else [b for b in manifest["block_id"] if not (phase1_dir / b / "model.pt").exists()]
     if untrained:
         raise CohortInputError(phase1_dir, f"no trained block model for {len(untrained)} block(s): "
                                f"{', '.join(untrained[:10])}; materialize block_embeddings for them first",
@@ -106,17 +120,20 @@ def impute_cohort(
             start = time.perf_counter()
             genotypes = layout.load_block(input_dir, row, len(subjects))
             block_dir = phase1_dir / row["block_id"]
-            model = load_block_model(block_dir, _model_config(block_dir), genotypes.shape[1], device=device)
-            calls = impute_block(model, genotypes, n_draws=n_draws)
+            model = None if engine == "ld" else load_block_model(block_dir, _model_config(block_dir), genotypes.shape[1],
+                                                                  device=device)
+            calls = impute_block(model, genotypes, local=None if engine == "vae" else local, n_draws=n_draws)
             n_imputed = int(calls.imputed.sum())
             dr2 = calls.dr2[np.isfinite(calls.dr2)]
             rows.append({"block_id": row["block_id"], "n_snps": genotypes.shape[1], "n_imputed": n_imputed,
                          "missing_rate": n_imputed / genotypes.size,
+                         "vae_weight": calls.vae_weight,
                          "dr2_mean": float(dr2.mean()) if dr2.size else float("nan"),
                          "dr2_min": float(dr2.min()) if dr2.size else float("nan"),
                          "seconds": time.perf_counter() - start})
             log(f"imputed block {i}/{len(manifest)} {row['block_id']}: {n_imputed} call(s) filled"
-                + (f", mean DR2 {dr2.mean():.3f}" if dr2.size else ""))
+                + (f", mean DR2 {dr2.mean():.3f}" if dr2.size else "")
+                + (f", VAE weight {calls.vae_weight:.1f}" if engine == "blend" else ""))
             yield sites[row["block_id"]], calls
 
     write_imputed_vcf(out_vcf, list(subjects), blocks(), contigs=contigs, source="genoembed imputed_genotypes")

@@ -55,7 +55,7 @@ def imputed(tmp_path_factory):
     cohort, truth = _cohort()
     vcf_in = write_vcf(folder / "in", cohort)
     out = folder / "out" / "cohort.imputed.vcf.gz"
-    summary = impute_input(vcf_in, out, preset="impute", device="cpu", log=lambda m: None)
+    summary = impute_input(vcf_in, out, preset="impute", device="cpu", engine="blend", log=lambda m: None)
     # QC (MAF >= 1%) may drop a variant: compare on the variants written
     kept = np.isin(cohort.pos, _read(out)[1])
     assert summary["n_variants_dropped_by_qc"] == int((~kept).sum()) <= 3
@@ -153,11 +153,30 @@ def test_cli_reuses_trained_block_models(imputed, tmp_path, capsys):
     _, _, out, summary = imputed
     vcf_in = next((out.parent.parent / "in").glob("*.vcf"))
     again = tmp_path / "again.vcf.gz"
-    code = main(["impute", str(vcf_in), str(again), "--work", str(summary["work"])])
+    code = main(["impute", str(vcf_in), str(again), "--work", str(summary["work"]), "--engine", "blend"])
     assert code == 0
     said = capsys.readouterr().out
     assert "0 block model(s) trained, 3 reused" in said and str(again) in said
     assert again.exists() and (tmp_path / "again.vcf.gz.tbi").exists()
+
+
+def test_ld_engine_trains_nothing_and_writes_every_variant(imputed, tmp_path):
+    cohort, truth, out, _ = imputed
+    vcf_in = next((out.parent.parent / "in").glob("*.vcf"))
+    again = tmp_path / "ld.vcf.gz"
+    summary = impute_input(vcf_in, again, device="cpu", log=lambda m: None)  # the command's default engine
+    assert summary["trained"] == 0 and summary["reused"] == 0 and summary["n_variants_dropped_by_qc"] == 0
+    assert not (summary["work"] / "phase1").exists()
+    samples, pos, gt, ds, gp, imp, _ = _read(again)
+    kept = np.isin(pos, cohort.pos)  # every input variant, the blend fixture's QC-kept ones among them
+    assert len(pos) == sum(COUNTS.values()) and kept.sum() == len(cohort.pos)
+    gt, imp = gt[:, kept], imp[:, kept]
+    observed = cohort.genotypes >= 0
+    np.testing.assert_array_equal(gt[observed], cohort.genotypes[observed])
+    np.testing.assert_array_equal(imp.astype(bool), ~observed)
+    np.testing.assert_array_equal(gt, gp[:, kept].argmax(-1))
+    hidden = ~observed
+    assert (gt[hidden] == truth[hidden]).mean() > 0.9
 
 
 def test_cli_names_a_missing_input(tmp_path, capsys):

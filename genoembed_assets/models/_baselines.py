@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ._keys import GENOTYPE_CLASSES
+from ._ld_neighbours import ld_neighbour_probs
 
 __all__ = [
     "BASELINES",
@@ -199,7 +200,9 @@ def compare_with_baselines(
     dict
         ``<name>_baseline_accuracy`` and ``<name>_baseline_r2`` for ``pca`` and ``knn``, and
         the model's and each baseline's concordance and dosage r² per MAF bin
-        (``<who>_<score>_maf_<lo>_<hi>``, ``who`` = ``model`` or a baseline).
+        (``<who>_<score>_maf_<lo>_<hi>``, ``who`` = ``model`` or a baseline), and
+        ``ld_imputer_accuracy`` / ``ld_imputer_r2``: the LD-neighbour rule that
+        imputation blends with the model (:mod:`._ld_neighbours`), on the same calls.
     """
     rng = np.random.default_rng(seed)
     if len(train_idx) > MAX_BASELINE_SUBJECTS:
@@ -225,4 +228,8 @@ def compare_with_baselines(
         out[f"{name}_baseline_accuracy"] = scores["concordance"]
         out[f"{name}_baseline_r2"] = scores["r2"]
         out.update({f"{name}_{k}": v for k, v in scores.items() if "maf" in k and not k.startswith("n_")})
+    ld = ld_neighbour_probs(seen)[len(train_idx):]
+    scores = score_calls(truth, (ld[..., 1] + 2.0 * ld[..., 2])[held], maf, calls=ld.argmax(-1)[held], minor_is_ref=flip)
+    out["ld_imputer_accuracy"], out["ld_imputer_r2"] = scores["concordance"], scores["r2"]
+    out.update({f"ld_imputer_{k}": v for k, v in scores.items() if "maf" in k and not k.startswith("n_")})
     return out

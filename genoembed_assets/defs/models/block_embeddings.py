@@ -35,6 +35,8 @@ PHASE1_CHECKS = [
     ("active_latent_units", "Every block keeps at least one active latent unit."),
     ("beats_pca_baseline", "Held-out masked accuracy of every block is above a rank-k PCA reconstruction of its "
      "genotypes, k = latent size (warning)."),
+    ("imputer_beats_pca", "Held-out masked accuracy of every block's LD-neighbour imputer (blended with the VAE "
+     "by imputed_genotypes) is above the rank-k PCA reconstruction (warning)."),
 ]
 
 
@@ -135,7 +137,7 @@ def mark_complete(out: Path, fingerprint: str) -> None:
 
 def _block_summary(metrics: dict) -> dict:
     keep = ["heldout_accuracy", "mode_baseline_accuracy", "pca_baseline_accuracy", "knn_baseline_accuracy",
-            "heldout_r2", "pca_baseline_r2", "recon_loss", "kl", "active_units", "epochs_run", "n_snps"]
+            "ld_imputer_accuracy", "heldout_r2", "pca_baseline_r2", "recon_loss", "kl", "active_units", "epochs_run", "n_snps"]
     return {k: metrics[k] for k in keep if k in metrics}
 
 
@@ -243,6 +245,9 @@ def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
     dead = [r["block_id"] for r in present if r["active_units"] < 1]
     under_pca = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} <= {r['pca_baseline_accuracy']:.3f})"
                  for r in present if r.get("pca_baseline_accuracy", -1.0) >= r["heldout_accuracy"]]
+    scored = [r for r in present if "ld_imputer_accuracy" in r and "pca_baseline_accuracy" in r]
+    imputer_under = [f"{r['block_id']} ({r['ld_imputer_accuracy']:.3f} <= {r['pca_baseline_accuracy']:.3f})"
+                     for r in scored if r["pca_baseline_accuracy"] >= r["ld_imputer_accuracy"]]
     worst = min((r["heldout_accuracy"] - r["mode_baseline_accuracy"] for r in present), default=0.0)
     return [
         dg.AssetCheckResult(check_name="embeddings_finite", passed=not nonfinite,
@@ -256,4 +261,8 @@ def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
         dg.AssetCheckResult(check_name="beats_pca_baseline", passed=not under_pca, severity=dg.AssetCheckSeverity.WARN,
                             metadata={"message": f"{len(under_pca)}/{len(present)} block(s) at or below PCA: " + ", ".join(under_pca[:20])
                                       if under_pca else f"every block above its rank-k PCA baseline ({len(present)})"}),
+        dg.AssetCheckResult(check_name="imputer_beats_pca", passed=not imputer_under, severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"message": f"{len(imputer_under)}/{len(scored)} block(s) at or below PCA: "
+                                      + ", ".join(imputer_under[:20]) if imputer_under
+                                      else f"every block's imputer above its rank-k PCA baseline ({len(scored)})"}),
     ]

@@ -1,4 +1,4 @@
-"""Imputation as a cohort-level asset: every missing call filled by its block's Phase 1 model.
+"""Imputation as a cohort-level asset: every missing call filled by its block's Phase 1 model and LD neighbours.
 
 Depends on every block partition of its cohort (the trained models); writes
 ``results/<cohort>/imputed/<cohort>.imputed.vcf.gz`` and its ``.tbi`` (see
@@ -35,7 +35,8 @@ def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
     kinds={"pytorch", "vcf"},
     check_specs=[dg.AssetCheckSpec("imputation_quality", asset="imputed_genotypes",
                                    description=f"Mean DR2 of every block's imputed calls is at least {MIN_MEAN_DR2} (warning).")],
-    description="Every missing call filled from its block model's posterior predictive; observed calls untouched. "
+    description="Every missing call filled from its block model's posterior predictive blended with LD-weighted "
+    "neighbours (the VAE's weight chosen per block on hidden calls); observed calls untouched. "
     "A bgzipped, indexed VCF with FORMAT GT:DS:GP:IMP and INFO DR2/AF/IMP "
     "(results/<cohort>/imputed/<cohort>.imputed.vcf.gz).",
 )
