@@ -59,7 +59,7 @@ def impute_input(
     (default), each block's LD-neighbour rule, trains nothing; ``blend`` and
     ``vae`` train or reuse the block VAEs. On the 1000 Genomes chr20 panels
     ``ld`` and ``blend`` score the same concordance (0.980 and 0.979) and
-    ``ld`` takes a tenth of the time (``docs/benchmarks.md``).
+    ``ld`` takes 0.4x the time, training nothing (``docs/benchmarks.md``).
 
     ``maf_min`` is the ingest QC floor; variants under it are not written.
     Default: 0 for ``ld`` (every variant that passes the missingness QC comes
@@ -67,12 +67,11 @@ def impute_input(
 
     Returns a summary: paths, blocks trained and reused, calls imputed, seconds per step.
     """
-    from .defs.models.block_embeddings import is_complete, mark_complete, rehash_note, resume_keys
     from .genotypes import layout
     from .genotypes.errors import CohortInputError
     from .genotypes.ingest import ingest_cohort
     from .imputation import ENGINES, impute_cohort
-    from .models import PRESETS, save_block_fit, train_blocks
+    from .models import PRESETS
 
     inp, out = Path(inp), Path(out)
     if not inp.exists():
@@ -93,22 +92,42 @@ def impute_input(
 
     start = time.perf_counter()
     input_dir = work / "input"
+    todo, reused = [], []
+    if engine == "ld":
+        log("phase 1: not needed (engine 'ld': LD neighbours alone)")
+    else:
+        todo, reused = _train_or_reuse(input_dir, work, config, preset, device, log)
+    seconds["train"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    table = impute_cohort(input_dir, work / "phase1", out, device=device or "cpu", engine=engine, log=log)
+    seconds["impute"] = time.perf_counter() - start
+    return {"out": out, "index": Path(f"{out}.tbi"), "work": work, "n_subjects": len(layout.read_subjects(input_dir)),
+            "n_variants": int(table["n_snps"].sum()), "n_variants_dropped_by_qc": report.n_variants_in - report.n_variants_kept,
+            "n_imputed": int(table["n_imputed"].sum()), "trained": len(todo), "reused": len(reused),
+            "seconds": seconds, "blocks": table}
+
+
+def _train_or_reuse(input_dir: Path, work: Path, config, preset: str, device, log) -> tuple[list, list]:
+    """Train the block models the work folder lacks for this input and preset; the ids trained and reused."""
+    # Dagster is imported only here: the resume fingerprint is the block_embeddings asset's own
+    from .defs.models.block_embeddings import is_complete, mark_complete, rehash_note, resume_keys
+    from .genotypes import layout
+    from .models import save_block_fit, train_blocks
+
     manifest = layout.read_manifest(input_dir)
     subjects = layout.read_subjects(input_dir)
     todo, reused = [], []
     prints, rehashed = resume_keys(input_dir, dict(zip(manifest["block_id"], manifest["file"])), config)
     if rehashed:
         log(f"phase 1: {rehash_note(rehashed)}")
-    for row in manifest.to_dict(orient="records") if engine != "ld" else []:
+    for row in manifest.to_dict(orient="records"):
         block_dir = work / "phase1" / row["block_id"]
         if is_complete(block_dir, prints[row["block_id"]], input_dir / row["file"], config):
             reused.append(row["block_id"])
         else:
             todo.append((row["block_id"], layout.load_block(input_dir, row, len(subjects))))
-    if engine == "ld":
-        log("phase 1: not needed (engine 'ld': LD neighbours alone)")
-    else:
-        log(f"phase 1: {len(todo)} block model(s) to train, {len(reused)} reused (same genotypes and preset {preset!r})")
+    log(f"phase 1: {len(todo)} block model(s) to train, {len(reused)} reused (same genotypes and preset {preset!r})")
 
     def save(fit) -> None:
         block_dir = work / "phase1" / fit.block_id
@@ -119,12 +138,4 @@ def impute_input(
 
     if todo:
         train_blocks(todo, config, device=device, log=lambda m: None, on_fit=save)
-    seconds["train"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    table = impute_cohort(input_dir, work / "phase1", out, device=device or "cpu", engine=engine, log=log)
-    seconds["impute"] = time.perf_counter() - start
-    return {"out": out, "index": Path(f"{out}.tbi"), "work": work, "n_subjects": len(subjects),
-            "n_variants": int(table["n_snps"].sum()), "n_variants_dropped_by_qc": report.n_variants_in - report.n_variants_kept,
-            "n_imputed": int(table["n_imputed"].sum()), "trained": len(todo), "reused": len(reused),
-            "seconds": seconds, "blocks": table}
+    return [b for b, _ in todo], reused

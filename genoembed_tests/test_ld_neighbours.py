@@ -85,6 +85,21 @@ def test_config_rejects_nonsense():
         LDNeighbourConfig(n_neighbours=0)
     with pytest.raises(ValueError, match="tau must be > 0"):
         LDNeighbourConfig(tau=0)
+    with pytest.raises(ValueError, match="ld_power must be > 0"):
+        LDNeighbourConfig(ld_power=0)
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        LDNeighbourConfig(passes=0)
+
+
+def test_second_pass_reads_first_pass_calls_and_keeps_accuracy():
+    truth = _mosaic(seed=5)
+    shown, hidden = _hide(truth, rate=0.1, seed=6)
+    one = ld_neighbour_probs(shown)
+    two = ld_neighbour_probs(shown, config=LDNeighbourConfig(passes=2))
+    np.testing.assert_allclose(two[hidden].sum(-1), 1.0, atol=1e-5)
+    assert (two[~hidden] == 0).all() and not np.allclose(one[hidden], two[hidden])
+    accuracy = [(p.argmax(-1)[hidden] == truth[hidden]).mean() for p in (one, two)]
+    assert accuracy[1] >= accuracy[0] - 0.005, accuracy
 
 
 def test_blend_keeps_observed_calls_and_reports_its_weight():

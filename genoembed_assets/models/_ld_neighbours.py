@@ -5,15 +5,16 @@ for imputation is locality, the few variants in strong LD with a missing call.
 This is the LD-kNNi rule of Money et al. (2015, G3): for each variant, take its
 ``n_partners`` strongest-LD partners within ``window`` variants on either side
 (r² over the block's observed calls), measure the distance between two subjects
-as the r²-weighted mean absolute dosage difference over the partners both
-observed, and let the ``n_neighbours`` nearest subjects that observed the call
-vote, each with weight exp(-(d - d_nearest) / tau). A small share of the
-Hardy-Weinberg prior keeps every class possible.
+as the weighted mean absolute dosage difference over the partners both
+observed (a partner weighs r² to ``ld_power``), and let the ``n_neighbours``
+nearest subjects that observed the call vote, each with weight
+exp(-(d - d_nearest) / tau). A small share of the Hardy-Weinberg prior keeps
+every class possible.
 
 On the 1000 Genomes chr20 panels (503 subjects, mask seed 12, not the
-benchmark's seed 11) the defaults score 0.981 concordance against 0.974 for a
-fixed window of neighbouring variants and 0.906 for the block VAE alone
-(``docs/benchmarks.md``).
+benchmark's seed 11) the defaults score 0.982 concordance against 0.974 for a
+fixed window of neighbouring variants; on the benchmark's mask, per block, 0.980
+against 0.906 for the block VAE alone and Beagle's 0.990 (``docs/benchmarks.md``).
 
 Work is tiled: ``tile`` variants at a time, and within a tile only the
 subjects missing a call are compared with every subject, in bounded chunks,
@@ -50,6 +51,12 @@ class LDNeighbourConfig:
         Nearest subjects that vote.
     tau
         Temperature of the vote weights, in units of the mean dosage difference.
+    ld_power
+        A partner's weight in the distance is r² to this power (2: strong LD counts most).
+    passes
+        1: distances over observed partner calls only. 2: a second pass measures
+        distances with the first pass's probabilities standing in for the hidden
+        partner calls (votes still come only from observed calls).
     tile
         Variants handled together (a speed/memory trade-off, not an accuracy one).
     """
@@ -58,14 +65,18 @@ class LDNeighbourConfig:
     n_partners: int = 40
     n_neighbours: int = 8
     tau: float = 0.02
+    ld_power: float = 2.0
+    passes: int = 1
     tile: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("window", "n_partners", "n_neighbours", "tile"):
+        for name in ("window", "n_partners", "n_neighbours", "tile", "passes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"LDNeighbourConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.tau <= 0:
             raise ValueError(f"LDNeighbourConfig.tau must be > 0, got {self.tau}")
+        if self.ld_power <= 0:
+            raise ValueError(f"LDNeighbourConfig.ld_power must be > 0, got {self.ld_power}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +116,6 @@ def ld_neighbour_probs(
     seen = torch.as_tensor(seen_np)
     o = seen.float()
     onehot = torch.nn.functional.one_hot(x, GENOTYPE_CLASSES).float() * o[..., None]
-    costed = onehot @ _COST  # (n, V, 3): a subject's distance to each class, 0 where it did not observe the call
     counts = o.sum(0).clamp(min=1)
     mean = (x.float() * o).sum(0) / counts
     centred = (x.float() - mean) * o
@@ -113,21 +123,28 @@ def ld_neighbour_probs(
     p = mean / 2
     prior = torch.stack([(1 - p) ** 2, 2 * p * (1 - p), p ** 2], -1)
     hidden = ~seen
+    partners = []
     for a in range(0, n_var, config.tile):
         b = min(n_var, a + config.tile)
         lo, hi = max(0, a - config.window), min(n_var, b + config.window)
         r2 = ((z[:, a:b].T @ z[:, lo:hi]) / n).pow(2)
         r2[torch.arange(b - a), torch.arange(a, b) - lo] = -1.0  # a variant is not its own partner
         n_partners = min(config.n_partners, hi - lo - 1)
-        if n_partners < 1:
-            continue
-        weight, partners = torch.topk(r2, n_partners, dim=1)
-        weight = weight.clamp(min=0)
-        _tile(out, a, b, partners + lo, weight, hidden, o, onehot, costed, prior, config)
+        if n_partners >= 1:
+            weight, index = torch.topk(r2, n_partners, dim=1)
+            partners.append((a, b, index + lo, weight.clamp(min=0).pow(config.ld_power)))
+    features, feature_seen = onehot, o
+    for _ in range(config.passes):
+        costed = features @ _COST  # (n, V, 3): a subject's distance to each class, 0 where it did not observe the call
+        for a, b, index, weight in partners:
+            _tile(out, a, b, index, weight, hidden, feature_seen, features, costed, onehot, prior, config)
+        # next pass: the hidden calls read as their predicted probabilities (observed calls stay one-hot)
+        features = onehot + torch.as_tensor(out) * hidden[..., None]
+        feature_seen = torch.ones_like(o)
     return out
 
 
-def _tile(out, a, b, partners, weight, hidden, o, onehot, costed, prior, config) -> None:
+def _tile(out, a, b, partners, weight, hidden, o, features, costed, votes_from, prior, config) -> None:
     """Probabilities of the hidden calls of variants a..b, in chunks that fit the memory budget."""
     n = o.shape[0]
     missing = hidden[:, a:b]
@@ -147,7 +164,7 @@ def _tile(out, a, b, partners, weight, hidden, o, onehot, costed, prior, config)
         rows = torch.argsort((~missing[:, c:d_]).int(), dim=0, stable=True)[:m].T  # (t, m)
         real = torch.arange(m)[None, :] < counts[:, None]
         nb, w = partners[c:d_], weight[c:d_]
-        query = onehot[rows[..., None], nb[:, None, :]].reshape(t, m, -1)
+        query = features[rows[..., None], nb[:, None, :]].reshape(t, m, -1)
         query_seen = o[rows[..., None], nb[:, None, :]]
         ref = (costed[:, nb].permute(1, 0, 2, 3) * w[:, None, :, None]).reshape(t, n, -1)
         ref_seen = o[:, nb].permute(1, 0, 2) * w[:, None, :]
@@ -160,7 +177,7 @@ def _tile(out, a, b, partners, weight, hidden, o, onehot, costed, prior, config)
         base = torch.where(finite[..., :1], nearest[..., :1], 0.0)
         vote = torch.where(finite, torch.exp(-(nearest - base) / config.tau), 0.0)
         variants = torch.arange(a + c, a + d_)
-        classes = onehot[voters, variants[:, None, None]]
+        classes = votes_from[voters, variants[:, None, None]]
         tally = (vote[..., None] * classes).sum(2) + _PRIOR_WEIGHT * prior[variants][:, None, :]
         probs = tally / tally.sum(-1, keepdim=True)
         vi, ri = real.nonzero(as_tuple=True)
