@@ -121,3 +121,14 @@ def test_blend_keeps_observed_calls_and_reports_its_weight():
     assert alone.vae_weight == 0.0
     with pytest.raises(ValueError, match="needs a block model, the LD-neighbour rule, or both"):
         impute_block(None, shown, local=None)
+
+
+def test_voters_capped_at_max_voters_keep_accuracy():
+    truth = _mosaic(n_subjects=400, seed=7)
+    shown, hidden = _hide(truth, seed=8)
+    every = ld_neighbour_probs(shown)
+    capped = ld_neighbour_probs(shown, config=LDNeighbourConfig(max_voters=200))
+    np.testing.assert_allclose(capped[hidden].sum(-1), 1.0, atol=1e-5)
+    assert not np.allclose(every[hidden], capped[hidden])  # the cap is applied
+    accuracy = [(p.argmax(-1)[hidden] == truth[hidden]).mean() for p in (every, capped)]
+    assert accuracy[1] > 0.9 and accuracy[1] >= accuracy[0] - 0.03, accuracy

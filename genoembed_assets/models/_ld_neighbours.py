@@ -57,6 +57,9 @@ class LDNeighbourConfig:
         1: distances over observed partner calls only. 2: a second pass measures
         distances with the first pass's probabilities standing in for the hidden
         partner calls (votes still come only from observed calls).
+    max_voters
+        Subjects that may vote at most (a seeded random subset beyond it): the cost
+        is hidden calls x voters, so it grows linearly past this size, not quadratically.
     tile
         Variants handled together (a speed/memory trade-off, not an accuracy one).
     """
@@ -67,10 +70,11 @@ class LDNeighbourConfig:
     tau: float = 0.02
     ld_power: float = 2.0
     passes: int = 1
+    max_voters: int = 5000
     tile: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("window", "n_partners", "n_neighbours", "tile", "passes"):
+        for name in ("window", "n_partners", "n_neighbours", "tile", "passes", "max_voters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"LDNeighbourConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.tau <= 0:
@@ -123,6 +127,9 @@ def ld_neighbour_probs(
     p = mean / 2
     prior = torch.stack([(1 - p) ** 2, 2 * p * (1 - p), p ** 2], -1)
     hidden = ~seen
+    voters = None  # every subject
+    if n > config.max_voters:
+        voters = torch.as_tensor(np.sort(np.random.default_rng(0).choice(n, config.max_voters, replace=False)))
     partners = []
     for a in range(0, n_var, config.tile):
         b = min(n_var, a + config.tile)
@@ -136,17 +143,24 @@ def ld_neighbour_probs(
     features, feature_seen = onehot, o
     for _ in range(config.passes):
         costed = features @ _COST  # (n, V, 3): a subject's distance to each class, 0 where it did not observe the call
+        ref = (feature_seen, costed, onehot, hidden) if voters is None else (
+            feature_seen[voters], costed[voters], onehot[voters], hidden[voters])
         for a, b, index, weight in partners:
-            _tile(out, a, b, index, weight, hidden, feature_seen, features, costed, onehot, prior, config)
+            _tile(out, a, b, index, weight, hidden, feature_seen, features, ref, prior, config)
         # next pass: the hidden calls read as their predicted probabilities (observed calls stay one-hot)
         features = onehot + torch.as_tensor(out) * hidden[..., None]
         feature_seen = torch.ones_like(o)
     return out
 
 
-def _tile(out, a, b, partners, weight, hidden, o, features, costed, votes_from, prior, config) -> None:
-    """Probabilities of the hidden calls of variants a..b, in chunks that fit the memory budget."""
-    n = o.shape[0]
+def _tile(out, a, b, partners, weight, hidden, o, features, ref, prior, config) -> None:
+    """Probabilities of the hidden calls of variants a..b, in chunks that fit the memory budget.
+
+    ``ref`` holds the possible voters' seen mask, class costs, one-hot votes and hidden mask.
+    """
+    o_ref, costed_ref, votes_ref, hidden_ref = ref
+    missing_ref = hidden_ref[:, a:b]
+    n = o_ref.shape[0]
     missing = hidden[:, a:b]
     per_variant = missing.sum(0)
     if int(per_variant.max()) == 0:
@@ -166,18 +180,18 @@ def _tile(out, a, b, partners, weight, hidden, o, features, costed, votes_from, 
         nb, w = partners[c:d_], weight[c:d_]
         query = features[rows[..., None], nb[:, None, :]].reshape(t, m, -1)
         query_seen = o[rows[..., None], nb[:, None, :]]
-        ref = (costed[:, nb].permute(1, 0, 2, 3) * w[:, None, :, None]).reshape(t, n, -1)
-        ref_seen = o[:, nb].permute(1, 0, 2) * w[:, None, :]
+        ref = (costed_ref[:, nb].permute(1, 0, 2, 3) * w[:, None, :, None]).reshape(t, n, -1)
+        ref_seen = o_ref[:, nb].permute(1, 0, 2) * w[:, None, :]
         overlap = torch.bmm(query_seen, ref_seen.transpose(1, 2))
         distance = torch.bmm(query, ref.transpose(1, 2)) / overlap.clamp(min=1e-9)
         distance = torch.where(overlap > 1e-9, distance, 2.0)  # nothing shared: as far as can be
-        distance.masked_fill_(missing[:, c:d_].T[:, None, :], float("inf"))  # voters observed the call
+        distance.masked_fill_(missing_ref[:, c:d_].T[:, None, :], float("inf"))  # voters observed the call
         nearest, voters = torch.topk(distance, k, dim=2, largest=False)
         finite = torch.isfinite(nearest)
         base = torch.where(finite[..., :1], nearest[..., :1], 0.0)
         vote = torch.where(finite, torch.exp(-(nearest - base) / config.tau), 0.0)
         variants = torch.arange(a + c, a + d_)
-        classes = votes_from[voters, variants[:, None, None]]
+        classes = votes_ref[voters, variants[:, None, None]]
         tally = (vote[..., None] * classes).sum(2) + _PRIOR_WEIGHT * prior[variants][:, None, :]
         probs = tally / tally.sum(-1, keepdim=True)
         vi, ri = real.nonzero(as_tuple=True)
