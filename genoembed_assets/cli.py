@@ -214,9 +214,10 @@ def _command(args) -> int:
 
         done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device,
                             engine=args.engine, maf_min=args.maf_min)
+        models = ("no block models needed (engine ld)" if args.engine == "ld"
+                  else f"{done['trained']} block model(s) trained, {done['reused']} reused")
         print(f"wrote {done['out']} (+ .tbi): {done['n_subjects']} subjects x {done['n_variants']} variants, "
-              f"{done['n_imputed']} calls imputed; {done['trained']} block model(s) trained, {done['reused']} reused "
-              f"(work folder {done['work']})")
+              f"{done['n_imputed']} calls imputed; {models} (work folder {done['work']})")
         return 0
     if args.command == "simulate":
         from .genotypes.simulate import simulate_cohort

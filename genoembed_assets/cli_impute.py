@@ -70,7 +70,7 @@ def impute_input(
     from .genotypes import layout
     from .genotypes.errors import CohortInputError
     from .genotypes.ingest import ingest_cohort
-    from .imputation import ENGINES, impute_cohort
+    from .imputation import check_engine, impute_cohort
     from .models import PRESETS
 
     inp, out = Path(inp), Path(out)
@@ -78,8 +78,7 @@ def impute_input(
         raise CohortInputError(inp, "no such file or folder")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if engine not in ENGINES:
-        raise ValueError(f"unknown imputation engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    check_engine(engine)  # before the ingest, which can take minutes
     work = Path(work) if work is not None else work_dir_for(out)
     if maf_min is None:
         maf_min = 0.0 if engine == "ld" else 0.01

@@ -26,10 +26,16 @@ from .models import BlockVAEConfig, load_block_model
 from .models._impute import DEFAULT_DRAWS, impute_block
 from .models._ld_neighbours import LDNeighbourConfig
 
-__all__ = ["ENGINES", "SIMULATED_VARIANTS", "impute_cohort"]
+__all__ = ["ENGINES", "SIMULATED_VARIANTS", "check_engine", "impute_cohort"]
 
 #: What fills a missing call: the block VAE blended with LD neighbours (default), either alone.
 ENGINES = ("blend", "vae", "ld")
+
+
+def check_engine(engine: str) -> None:
+    """Raise ValueError naming the choices unless ``engine`` is one of :data:`ENGINES`."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown imputation engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 #: The simulator's variant table in a cohort's source folder (positions of the .npy layout).
 SIMULATED_VARIANTS = "variants.tsv"
@@ -99,8 +105,7 @@ def impute_cohort(
     CohortInputError
         When a block has no trained model (names the blocks and the fix).
     """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown imputation engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    check_engine(engine)
     input_dir, phase1_dir = Path(input_dir), Path(phase1_dir)
     manifest = layout.read_manifest(input_dir)
     subjects = layout.read_subjects(input_dir)

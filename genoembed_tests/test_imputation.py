@@ -179,6 +179,16 @@ def test_ld_engine_trains_nothing_and_writes_every_variant(imputed, tmp_path):
     assert (gt[hidden] == truth[hidden]).mean() > 0.9
 
 
+def test_cli_default_engine_says_nothing_was_trained(imputed, tmp_path, capsys):
+    _, _, out, _ = imputed
+    vcf_in = next((out.parent.parent / "in").glob("*.vcf"))
+    code = main(["impute", str(vcf_in), str(tmp_path / "cli.vcf.gz")])
+    assert code == 0
+    said = capsys.readouterr().out
+    n_missing = int((_cohort()[0].genotypes < 0).sum())  # every input variant, so every missing call
+    assert f"{n_missing} calls imputed; no block models needed (engine ld)" in said, said
+
+
 def test_cli_names_a_missing_input(tmp_path, capsys):
     code = main(["impute", str(tmp_path / "absent.vcf.gz"), str(tmp_path / "out.vcf.gz")])
     assert code == 2

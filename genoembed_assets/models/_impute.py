@@ -42,6 +42,8 @@ _CHUNK = 1024
 BLEND_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 #: Share of observed calls hidden to choose the blend, and the fewest such calls worth scoring.
 _CALIBRATION_RATE, _CALIBRATION_MIN = 0.02, 200
+#: The VAE's weight when too few calls are observed to choose one (on the chr20 panels 0.2-0.3 scored best).
+_FALLBACK_WEIGHT = 0.2
 
 
 @dataclass
@@ -144,13 +146,13 @@ def blend_weight(
     ``_CALIBRATION_RATE`` of the observed calls (seeded) are hidden from both
     the VAE and the LD-neighbour rule and predicted by each; with fewer than
     ``_CALIBRATION_MIN`` such calls there is nothing to choose on and the VAE
-    keeps a small share (weight 0.2; on the chr20 panels 0.2-0.3 scored best).
+    keeps ``_FALLBACK_WEIGHT``.
     """
     observed = genotypes >= 0
     rng = np.random.default_rng(seed)
     hide = observed & (rng.random(genotypes.shape) < _CALIBRATION_RATE)
     if hide.sum() < _CALIBRATION_MIN:
-        return 0.2
+        return _FALLBACK_WEIGHT
     visible = observed & ~hide
     truth = genotypes[hide].astype(np.int64)
     p_local = ld_neighbour_probs(genotypes, visible=visible, config=local)[hide]
@@ -186,8 +188,10 @@ def impute_block(
                          f"{getattr(model, 'n_snps', '?')} variants")
     imputed = genotypes < 0
     gp = np.zeros((*genotypes.shape, GENOTYPE_CLASSES), dtype=np.float32)
-    weight = 1.0 if local is None else 0.0 if model is None else blend_weight(model, genotypes, local, n_draws=n_draws, seed=seed)
+    weight = 1.0 if local is None else 0.0 if model is None else _FALLBACK_WEIGHT
     if imputed.any():
+        if model is not None and local is not None:  # calibrate only where there is something to fill
+            weight = blend_weight(model, genotypes, local, n_draws=n_draws, seed=seed)
         if weight > 0:
             gp[imputed] = weight * posterior_predictive(model, genotypes, n_draws=n_draws, seed=seed)[imputed]
         if weight < 1:

@@ -23,7 +23,7 @@ so memory stays at about ``_BUDGET`` floats whatever the cohort size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -81,9 +81,6 @@ class LDNeighbourConfig:
             raise ValueError(f"LDNeighbourConfig.tau must be > 0, got {self.tau}")
         if self.ld_power <= 0:
             raise ValueError(f"LDNeighbourConfig.ld_power must be > 0, got {self.ld_power}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @torch.no_grad()

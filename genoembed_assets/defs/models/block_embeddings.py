@@ -237,17 +237,21 @@ def _table(rows: list[dict]):
     return pd.DataFrame(rows).drop(columns=["finite"], errors="ignore")
 
 
+def _at_or_below_pca(rows: list[dict], key: str) -> list[str]:
+    """'block (score <= pca)' for each row whose ``key`` accuracy does not beat its PCA baseline."""
+    return [f"{r['block_id']} ({r[key]:.3f} <= {r['pca_baseline_accuracy']:.3f})"
+            for r in rows if r.get("pca_baseline_accuracy", -1.0) >= r[key]]
+
+
 def _checks(rows: list[dict]) -> list[dg.AssetCheckResult]:
     present = [r for r in rows if "heldout_accuracy" in r]
     nonfinite = [r["block_id"] for r in rows if not r.get("finite", True)]  # projected blocks too
     below = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} < {r['mode_baseline_accuracy']:.3f})"
              for r in present if r["heldout_accuracy"] < r["mode_baseline_accuracy"]]
     dead = [r["block_id"] for r in present if r["active_units"] < 1]
-    under_pca = [f"{r['block_id']} ({r['heldout_accuracy']:.3f} <= {r['pca_baseline_accuracy']:.3f})"
-                 for r in present if r.get("pca_baseline_accuracy", -1.0) >= r["heldout_accuracy"]]
-    scored = [r for r in present if "ld_imputer_accuracy" in r and "pca_baseline_accuracy" in r]
-    imputer_under = [f"{r['block_id']} ({r['ld_imputer_accuracy']:.3f} <= {r['pca_baseline_accuracy']:.3f})"
-                     for r in scored if r["pca_baseline_accuracy"] >= r["ld_imputer_accuracy"]]
+    under_pca = _at_or_below_pca(present, "heldout_accuracy")
+    scored = [r for r in present if "ld_imputer_accuracy" in r]
+    imputer_under = _at_or_below_pca(scored, "ld_imputer_accuracy")
     worst = min((r["heldout_accuracy"] - r["mode_baseline_accuracy"] for r in present), default=0.0)
     return [
         dg.AssetCheckResult(check_name="embeddings_finite", passed=not nonfinite,
