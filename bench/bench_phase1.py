@@ -133,6 +133,8 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
     from torch.nn import functional as F
 
     from genoembed_assets.models import kl_weight, learning_rate, mode_baseline
+    from genoembed_assets.models._ld_neighbours import ld_partners
+    from genoembed_assets.models._local_head import LocalHead
 
     def mlp(widths):
         layers = []
@@ -155,10 +157,18 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
                                 nn.Linear(config.hidden_widths[0], 3 * n_snps))
         params = [*encoder.parameters(), *decoder.parameters()]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        # the same block model as genoembed's: the local head on LD partners, fed the decoder's detached logits
+        head = None
+        if config.local_partners and n_snps > 1:
+            head = LocalHead(ld_partners(genotypes[train_idx], config.local_partners))
+            head_optimizer = torch.optim.Adam(head.parameters(), lr=config.local_lr)
+            head_best, head_state = math.inf, [p.detach().clone() for p in head.parameters()]
+
+        def one_hot(x, visible):
+            return ((x.unsqueeze(1) == classes) & visible.unsqueeze(1)).float().flatten(1)  # class-major
 
         def forward(x, visible, sample):
-            hot = ((x.unsqueeze(1) == classes) & visible.unsqueeze(1)).float().flatten(1)  # class-major
-            mean, log_var = encoder(hot).split(config.latent_size, dim=1)
+            mean, log_var = encoder(one_hot(x, visible)).split(config.latent_size, dim=1)
             log_var = log_var.clamp(-12, 8)
             z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if sample else mean
             return decoder(z).view(-1, 3, n_snps), mean, log_var
@@ -191,13 +201,28 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
                 x = x_train[order[begin:begin + batch]]
                 observed = x >= 0
                 rate = torch.empty(x.shape[0], 1).uniform_(config.mask_rate_min, config.mask_rate_max)
-                recon, kl, _ = loss(x, observed & (torch.rand(x.shape) >= rate), observed, beta, True)
+                visible = observed & (torch.rand(x.shape) >= rate)
+                recon, kl, logits = loss(x, visible, observed, beta, True)
                 optimizer.zero_grad(set_to_none=True)
                 (recon + beta * kl).backward()
                 optimizer.step()
+                if head is not None:
+                    picked = torch.gather(torch.log_softmax(logits.detach() + head(one_hot(x, visible)), dim=1), 1,
+                                          x.clamp(min=0).unsqueeze(1)).squeeze(1)
+                    head_loss = -torch.where(observed, picked, 0.0).sum() / observed.sum().clamp(min=1) \
+                        + config.local_l2 * head.weight.pow(2).sum() / n_train
+                    head_optimizer.zero_grad(set_to_none=True)
+                    head_loss.backward()
+                    head_optimizer.step()
                 step += 1
             with torch.no_grad():
                 stop_recon, _, logits = loss(x_val, val_visible, stop, config.beta, False)
+                if head is not None:
+                    logits = logits + head(one_hot(x_val, val_visible))
+                    picked = torch.gather(torch.log_softmax(logits, dim=1), 1, x_val.clamp(min=0).unsqueeze(1)).squeeze(1)
+                    head_recon = -torch.where(stop, picked, 0.0).sum().item()
+                    if head_recon < head_best:
+                        head_best, head_state = head_recon, [p.detach().clone() for p in head.parameters()]
             trained += time.perf_counter() - started
             epochs = epoch + 1
             curve.append((trained, float((logits.argmax(1).numpy()[held_np] == truth).mean())))  # untimed
@@ -211,6 +236,10 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
             for p, b in zip(params, best_state):
                 p.copy_(b)
             _, _, logits = loss(x_val, val_visible, stop, config.beta, False)
+            if head is not None:
+                for p, b in zip(head.parameters(), head_state):
+                    p.copy_(b)
+                logits = logits + head(one_hot(x_val, val_visible))
         baseline = np.broadcast_to(mode_baseline(genotypes[train_idx]), held_np.shape)[held_np]
         results.append({
             "block_id": block_id, "n_subjects": genotypes.shape[0], "n_snps": n_snps, "epochs_run": epochs,
@@ -222,7 +251,9 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
 
 
 def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
-    """One model per block, trained with an ordinary DataLoader loop."""
+    """One model per block, trained with an ordinary DataLoader loop (the VAE alone: run with ``--no-head``)."""
+    if config.local_partners:
+        raise SystemExit("way 'loop' trains the VAE alone; compare it with --no-head")
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -358,7 +389,13 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     data = np.load(args.data)
     blocks = [(key, data[key]) for key in data.files]
-    config = PRESETS[args.preset].replace(**({"max_epochs": args.epochs} if args.epochs else {}))
+    config = PRESETS[args.preset].replace(**({"max_epochs": args.epochs} if args.epochs else {}),
+                                          **({"local_partners": 0} if args.no_head else {}))
+    if not args.with_baselines:
+        # train_blocks scores PCA, kNN and the LD rule as each block finishes; the loops score none of them
+        import genoembed_assets.models._block_training as training
+
+        training.compare_with_baselines = lambda *a, **k: {}
     before = rss_mb()
     started = time.perf_counter()
     targets = json.loads(Path(args.targets).read_text()) if args.targets else None
@@ -387,9 +424,13 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="fast", choices=["fast", "balanced", "thorough", "impute"])
     parser.add_argument("--epochs", type=int, default=None, help="override max_epochs")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each worker")
-    parser.add_argument("--ways", default="genoembed,competent,single,loop",
+    parser.add_argument("--ways", default="genoembed,competent,single",
                         help="comma-separated: genoembed, competent, competent_ce, single, loop "
-                        "(genoembed first sets the accuracy targets)")
+                        "(genoembed first sets the accuracy targets; loop needs --no-head)")
+    parser.add_argument("--no-head", action="store_true",
+                        help="train the VAE alone in every way (local_partners=0), as before the local head")
+    parser.add_argument("--with-baselines", action="store_true",
+                        help="time genoembed with the PCA/kNN/LD-rule scoring it does per block (the loops do none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -413,7 +454,8 @@ def main(argv=None) -> int:
         targets = Path(handle.name + ".targets.json")
         for way in args.ways.split(","):
             command = [sys.executable, __file__, "--worker", way, "--data", handle.name, "--preset", args.preset,
-                       "--threads", str(args.threads)] + (["--epochs", str(args.epochs)] if args.epochs else [])
+                       "--threads", str(args.threads)] + (["--epochs", str(args.epochs)] if args.epochs else []) + \
+                ["--no-head"] * args.no_head + ["--with-baselines"] * args.with_baselines
             if targets.exists():
                 command += ["--targets", str(targets)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -40,8 +40,10 @@ import torch
 
 from .. import storage
 from ._baselines import compare_with_baselines
-from ._block_vae import BlockVAE, BlockVAEConfig, StackedBlockVAE, vae_loss
+from ._block_vae import BlockVAE, BlockVAEConfig, StackedBlockVAE, masked_nll, one_hot_genotypes, vae_loss
 from ._keys import GENOTYPE_CLASSES, METRIC_KEYS, TENSOR_KEYS
+from ._ld_neighbours import ld_partners
+from ._local_head import StackedLocalHead
 from ._schedules import kl_weight, learning_rate
 
 __all__ = [
@@ -170,10 +172,12 @@ def block_metrics(
         held_t = torch.as_tensor(held, device=device)
         visible = (xv >= 0) & ~held_t
         inference = model.inference(xv, visible, sample=False)
-        logits = model.generative(inference[TENSOR_KEYS.Z])[TENSOR_KEYS.LOGITS]
-        terms = vae_loss(logits, xv, visible, inference[TENSOR_KEYS.Z_MEAN], inference[TENSOR_KEYS.Z_LOG_VAR],
+        vae_logits = model.generative(inference[TENSOR_KEYS.Z])[TENSOR_KEYS.LOGITS]
+        terms = vae_loss(vae_logits, xv, visible, inference[TENSOR_KEYS.Z_MEAN], inference[TENSOR_KEYS.Z_LOG_VAR],
                          config.beta, config.focal_gamma)
+        logits = model.predict_logits(xv, visible, inference[TENSOR_KEYS.Z])
         predicted = logits.argmax(-2).cpu().numpy()
+        vae_predicted = vae_logits.argmax(-2).cpu().numpy()
         probs = torch.softmax(logits, dim=-2).cpu().numpy()
     truth = genotypes[val_idx][held]
     baseline = mode_baseline(genotypes[train_idx])
@@ -182,6 +186,9 @@ def block_metrics(
     n_targets = int(terms.n_targets)
     metrics: dict[str, float | int] = {
         METRIC_KEYS.HELDOUT_ACCURACY: float((predicted[held] == truth).mean()) if n_held else float("nan"),
+        # the VAE alone (what the embedding reads), beside the block model with its local head
+        METRIC_KEYS.VAE_HELDOUT_ACCURACY: float((vae_predicted[held] == truth).mean()) if n_held else float("nan"),
+        METRIC_KEYS.LOCAL_PARTNERS: 0 if model.local is None else int(model.local.partners.shape[1]),
         METRIC_KEYS.MODE_BASELINE_ACCURACY: float((base_pred == truth).mean()) if n_held else float("nan"),
         METRIC_KEYS.N_HELDOUT: n_held,
         METRIC_KEYS.RECON_LOSS: float(terms.reconstruction),
@@ -367,6 +374,13 @@ def _train_group(
     if device.type != "cpu":
         generator = torch.Generator(device=device).manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # The local head: its own optimiser, fed the decoder's detached logits, so the VAE trains as without it.
+    head = head_optimizer = None
+    if config.local_partners and width > 1:
+        head = StackedLocalHead([ld_partners(g[train_idx], config.local_partners) for _, g in blocks], width).to(device)
+        head_optimizer = torch.optim.Adam(head.parameters(), lr=config.local_lr)
+        best_head = head.snapshot()
+        best_head_val = torch.full((len(blocks),), float("inf"))
 
     n_train = len(train_idx)
     batch = min(config.batch_size, n_train)
@@ -405,10 +419,14 @@ def _train_group(
             # Blocks share no parameter, so the sum trains each block on its own loss.
             terms.loss.sum().backward()
             optimizer.step()
+            if head is not None:
+                _head_step(head, head_optimizer, one_hot_genotypes(x, observed & ~hidden),
+                           generative[TENSOR_KEYS.LOGITS].detach(), x, observed, config, n_train)
             train_sum += terms.loss.detach() * x.shape[1]
             step += 1
 
-        val_loss, val_recon, val_kl = _validation_terms(model, x_val, val_visible, val_target, config, batch)
+        val_loss, val_recon, val_kl, head_recon = _validation_terms(model, head, x_val, val_visible, val_target,
+                                                                    config, batch)
         train_loss = (train_sum / n_train).cpu()
         finished: list[int] = []
         for local, g in enumerate(active):
@@ -427,6 +445,12 @@ def _train_group(
                 stale[g] += 1
                 if stale[g] >= config.patience:
                     finished.append(local)
+            # the head keeps its own best epoch, on the same stop entries (the VAE's is unchanged by it)
+            if head is not None and head_recon[local] < best_head_val[g]:
+                best_head_val[g] = head_recon[local]
+                with torch.no_grad():
+                    for snap, live in zip(best_head, [head.weight, head.bias]):
+                        snap[local].copy_(live[local])
         last = epoch == config.max_epochs - 1
         if last:
             finished = list(range(len(active)))
@@ -439,6 +463,8 @@ def _train_group(
             block_id, genotypes = blocks[g]
             single = BlockVAE.from_config(config, genotypes.shape[1]).to(device)
             state = model.block_state_dict(local, best)
+            if head is not None:
+                state.update({f"local.{k}": v for k, v in head.block_state_dict(local, best_head).items()})
             single.load_state_dict(state)
             embedding, metrics = block_metrics(single, genotypes, config, block_id)
             metrics[METRIC_KEYS.EPOCHS_RUN] = epoch + 1
@@ -456,6 +482,12 @@ def _train_group(
         keep = torch.tensor(keep_local, device=device)
         optimizer = _keep_blocks(model, optimizer, keep, config)
         best = [snap[keep].contiguous() for snap in best]
+        if head is not None:
+            old = [head.weight, head.bias]
+            head.keep_blocks(keep)
+            head_optimizer = _carry_moments(head_optimizer, old, [head.weight, head.bias], keep,
+                                            torch.optim.Adam([head.weight, head.bias], lr=config.local_lr))
+            best_head = [snap[keep].contiguous() for snap in best_head]
         x_train, x_val, val_visible, val_target = x_train[keep], x_val[keep], val_visible[keep], val_target[keep]
         active = [active[i] for i in keep_local]
 
@@ -465,7 +497,12 @@ def _keep_blocks(model: StackedBlockVAE, optimizer, keep: torch.Tensor, config: 
     old = [*model.weights, *model.biases]
     model.keep_blocks(keep)
     new = [*model.weights, *model.biases]
-    shrunk = torch.optim.AdamW(new, lr=config.lr, weight_decay=config.weight_decay)
+    return _carry_moments(optimizer, old, new, keep, torch.optim.AdamW(new, lr=config.lr,
+                                                                      weight_decay=config.weight_decay))
+
+
+def _carry_moments(optimizer, old, new, keep: torch.Tensor, shrunk):
+    """``shrunk`` (an Adam over ``new``) given the moments of blocks ``keep`` from ``optimizer`` over ``old``."""
     for before, after in zip(old, new):
         state = optimizer.state.get(before)
         if state:
@@ -474,26 +511,43 @@ def _keep_blocks(model: StackedBlockVAE, optimizer, keep: torch.Tensor, config: 
     return shrunk
 
 
+def _head_step(head: StackedLocalHead, optimizer, onehot, vae_logits, x, observed, config: BlockVAEConfig,
+               n_train: int) -> None:
+    """One step of the local head on a mini-batch: mean NLL per observed call plus its L2 penalty, per block."""
+    nll = masked_nll(vae_logits + head(onehot), x, observed).sum(dim=(-1, -2))
+    loss = nll / observed.sum(dim=(-1, -2)).clamp(min=1) + config.local_l2 * head.weight.pow(2).sum(
+        dim=(1, 2, 3, 4)) / n_train
+    optimizer.zero_grad(set_to_none=True)
+    loss.sum().backward()  # blocks share no parameter
+    optimizer.step()
+
+
 @torch.no_grad()
-def _validation_terms(model: StackedBlockVAE, x_val, visible, target, config: BlockVAEConfig, chunk: int):
-    """(loss, reconstruction, kl) per block on validation subjects, reconstruction over ``target`` entries.
+def _validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_val, visible, target,
+                      config: BlockVAEConfig, chunk: int):
+    """(loss, reconstruction, kl, head reconstruction) per block on validation subjects, over ``target`` entries.
 
     At the target beta, decoding the posterior mean, so the yardstick of early
-    stopping is deterministic and does not move with the beta schedule.
+    stopping is deterministic and does not move with the beta schedule. The
+    head's reconstruction is the block model's (decoder plus head); None without a head.
     """
     model.eval()
     n_val = x_val.shape[1]
     recon = torch.zeros(x_val.shape[0], device=x_val.device)
     kl = torch.zeros_like(recon)
+    head_recon = torch.zeros_like(recon)
     for start in range(0, n_val, chunk):
         x, v, t = x_val[:, start:start + chunk], visible[:, start:start + chunk], target[:, start:start + chunk]
         inference, generative = model(x, v, sample=False)
-        terms = vae_loss(generative[TENSOR_KEYS.LOGITS], x, t, inference[TENSOR_KEYS.Z_MEAN],
+        logits = generative[TENSOR_KEYS.LOGITS]
+        terms = vae_loss(logits, x, t, inference[TENSOR_KEYS.Z_MEAN],
                          inference[TENSOR_KEYS.Z_LOG_VAR], config.beta, config.focal_gamma)
         recon += terms.reconstruction * x.shape[1]
         kl += terms.kl * x.shape[1]
+        if head is not None:
+            head_recon += masked_nll(logits + head(one_hot_genotypes(x, v)), x, t).sum(dim=(-1, -2))
     recon, kl = (recon / n_val).cpu(), (kl / n_val).cpu()
-    return recon + config.beta * kl, recon, kl
+    return recon + config.beta * kl, recon, kl, (head_recon / n_val).cpu() if head is not None else None
 
 
 # ---------------------------------------------------------------- artifacts
@@ -534,8 +588,13 @@ def save_block_fit(fit: BlockFit, out_dir: str | Path, subject_ids: Sequence[str
 
 
 def load_block_model(out_dir: str | Path, config: BlockVAEConfig, n_snps: int, *, device=None) -> BlockVAE:
-    """Rebuild a block's :class:`BlockVAE` from ``out_dir/model.pt`` (``weights_only=True``), in eval mode."""
-    model = BlockVAE.from_config(config, n_snps)
+    """Rebuild a block's :class:`BlockVAE` from ``out_dir/model.pt`` (``weights_only=True``), in eval mode.
+
+    A model saved before the local head existed (no ``local.*`` weights) loads as the VAE alone.
+    """
     state = torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)
+    if "local.weight" not in state:
+        config = config.replace(local_partners=0)
+    model = BlockVAE.from_config(config, n_snps)
     model.load_state_dict(state)
     return model.to(_pick_device(device) if device is not None else "cpu").eval()

@@ -29,11 +29,13 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ._keys import GENOTYPE_CLASSES, TENSOR_KEYS
+from ._local_head import LocalHead
 from ._schedules import BETA_SCHEDULES, BetaSchedule
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "BlockVAEConfig",
     "LossOutput",
     "StackedBlockVAE",
+    "masked_nll",
     "one_hot_genotypes",
     "vae_loss",
 ]
@@ -92,6 +95,14 @@ class BlockVAEConfig:
         encoder and never trained on; they score the held-out masked accuracy.
     seed
         Seed of every random draw (splits, initialisation, masking, sampling).
+    local_partners
+        LD partners each variant's local imputation head reads
+        (:mod:`._local_head`); 0 trains the VAE alone. The head never touches
+        the embedding.
+    local_lr
+        The head's (constant) Adam learning rate.
+    local_l2
+        The head's L2 penalty: ``local_l2 * sum(W²) / training subjects`` per block.
     """
 
     latent_size: int = 8
@@ -112,6 +123,9 @@ class BlockVAEConfig:
     val_fraction: float = 0.1
     heldout_fraction: float = 0.05
     seed: int = 0
+    local_partners: int = 16
+    local_lr: float = 0.05
+    local_l2: float = 0.01
 
     def __post_init__(self) -> None:
         # Coerce lists (from JSON or a Dagster Config) so the frozen config stays hashable.
@@ -147,6 +161,12 @@ class BlockVAEConfig:
             raise ValueError(
                 f"mask_rate_min ({self.mask_rate_min}) must not exceed mask_rate_max ({self.mask_rate_max})"
             )
+        if self.local_partners < 0:
+            raise ValueError(f"local_partners must be >= 0 (0: no local head), got {self.local_partners}")
+        if not self.local_lr > 0:
+            raise ValueError(f"local_lr must be > 0, got {self.local_lr}")
+        if self.local_l2 < 0:
+            raise ValueError(f"local_l2 must be >= 0, got {self.local_l2}")
         if self.focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
         for name in ("val_fraction", "heldout_fraction"):
@@ -247,15 +267,7 @@ def vae_loss(
     LossOutput
         Terms reduced over subjects; leading (block) dimensions are kept.
     """
-    log_p = torch.log_softmax(logits, dim=-2)
-    # clamp only makes the gather index legal at masked (-1) entries; they are zeroed below.
-    index = genotypes.clamp(min=0).long().unsqueeze(-2)
-    log_p_true = torch.gather(log_p, -2, index).squeeze(-2)
-    nll = -log_p_true
-    if focal_gamma > 0:
-        nll = nll * (1.0 - log_p_true.exp()).pow(focal_gamma)
-    nll = torch.where(target, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
-    reconstruction = nll.sum(-1).mean(-1)
+    reconstruction = masked_nll(logits, genotypes, target, focal_gamma).sum(-1).mean(-1)
     kl = (0.5 * (z_mean.pow(2) + z_log_var.exp() - 1.0 - z_log_var)).sum(-1).mean(-1)
     weighted = kl_weight * kl
     return LossOutput(
@@ -265,6 +277,19 @@ def vae_loss(
         weighted_kl=weighted,
         n_targets=target.sum(dim=(-1, -2)),
     )
+
+
+def masked_nll(logits: torch.Tensor, genotypes: torch.Tensor, target: torch.Tensor,
+               focal_gamma: float = 0.0) -> torch.Tensor:
+    """Per-entry negative log-likelihood (..., subjects, variants), zero outside ``target``."""
+    log_p = torch.log_softmax(logits, dim=-2)
+    # clamp only makes the gather index legal at masked (-1) entries; they are zeroed below.
+    index = genotypes.clamp(min=0).long().unsqueeze(-2)
+    log_p_true = torch.gather(log_p, -2, index).squeeze(-2)
+    nll = -log_p_true
+    if focal_gamma > 0:
+        nll = nll * (1.0 - log_p_true.exp()).pow(focal_gamma)
+    return torch.where(target, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
 
 
 def _reparameterize(mean: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -283,11 +308,17 @@ class BlockVAE(nn.Module):
         Latent dimensions.
     hidden_widths
         Encoder widths; the decoder uses them reversed.
+    local_partners
+        Partners per variant of the local imputation head (0: none). The
+        partner indices are a buffer, set by training (:meth:`set_partners`)
+        or loaded with the state dict.
     """
 
-    def __init__(self, n_snps: int, latent_size: int, hidden_widths: Sequence[int]) -> None:
+    def __init__(self, n_snps: int, latent_size: int, hidden_widths: Sequence[int], local_partners: int = 0) -> None:
         super().__init__()
         self.n_snps = int(n_snps)
+        k = int(local_partners) if self.n_snps > 1 else 0  # a lone variant has no partner
+        self.local = LocalHead(np.zeros((self.n_snps, k), dtype=np.int64)) if k else None
         widths = [GENOTYPE_CLASSES * self.n_snps, *hidden_widths]
         self.encoder = nn.Sequential(*_mlp(widths))
         self.z_mean = nn.Linear(widths[-1], latent_size)
@@ -297,7 +328,23 @@ class BlockVAE(nn.Module):
 
     @classmethod
     def from_config(cls, config: BlockVAEConfig, n_snps: int) -> "BlockVAE":
-        return cls(n_snps, config.latent_size, config.hidden_widths)
+        return cls(n_snps, config.latent_size, config.hidden_widths, config.local_partners)
+
+    def local_logits(self, genotypes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor | None:
+        """The local head's logits (subjects, 3, variants) from the visible calls; None without a head."""
+        return None if self.local is None else self.local(one_hot_genotypes(genotypes, visible))
+
+    def predict_logits(self, genotypes: torch.Tensor, visible: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The block model's logits: the decoder's at ``z`` plus the local head's (the imputation model).
+
+        ``z`` may hold several draws per subject, (draws * subjects, latent) in draw-major order.
+        """
+        logits = self.generative(z)[TENSOR_KEYS.LOGITS]
+        local = self.local_logits(genotypes, visible)
+        if local is None:
+            return logits
+        draws = logits.shape[0] // local.shape[0]
+        return (logits.unflatten(0, (draws, local.shape[0])) + local).flatten(0, 1)
 
     def inference(
         self, genotypes: torch.Tensor, visible: torch.Tensor, *, sample: bool = True,
@@ -450,7 +497,7 @@ class StackedBlockVAE(nn.Module):
         weights = list(params[: len(self.weights)]) if params is not None else list(self.weights)
         biases = list(params[len(self.weights):]) if params is not None else list(self.biases)
         real = self._real_positions(g).to(self.weights[0].device)
-        names = BlockVAE(1, self.latent_size, self.hidden_widths)
+        names = BlockVAE(1, self.latent_size, self.hidden_widths)  # layer names only
         enc_names = [n for n, m in names.encoder.named_children() if isinstance(m, nn.Linear)]
         dec_names = [n for n, m in names.decoder.named_children() if isinstance(m, nn.Linear)]
         state: dict[str, torch.Tensor] = {}

@@ -106,12 +106,12 @@ def posterior_predictive(
         inference = model.inference(x, seen, sample=False)
         mean, log_var = inference[TENSOR_KEYS.Z_MEAN], inference[TENSOR_KEYS.Z_LOG_VAR]
         if n_draws < 1:
-            probs = torch.softmax(model.generative(mean)[TENSOR_KEYS.LOGITS], dim=-2)
+            probs = torch.softmax(model.predict_logits(x, seen, mean), dim=-2)
         else:
             # all draws in one decoder pass: (draws * subjects, latent)
             noise = torch.randn((n_draws, *mean.shape), generator=generator, device=device)
             z = (mean + noise * (0.5 * log_var).exp()).flatten(0, 1)
-            logits = model.generative(z)[TENSOR_KEYS.LOGITS].unflatten(0, (n_draws, mean.shape[0]))
+            logits = model.predict_logits(x, seen, z).unflatten(0, (n_draws, mean.shape[0]))
             probs = torch.softmax(logits, dim=-2).mean(0)
         parts.append(probs.transpose(-1, -2).float().cpu())  # (subjects, variants, 3)
     return torch.cat(parts).numpy()

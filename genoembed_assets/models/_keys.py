@@ -26,6 +26,8 @@ class _TensorKeys(NamedTuple):
 
 class _MetricKeys(NamedTuple):
     HELDOUT_ACCURACY: str = "heldout_accuracy"
+    VAE_HELDOUT_ACCURACY: str = "vae_heldout_accuracy"
+    LOCAL_PARTNERS: str = "local_partners"
     MODE_BASELINE_ACCURACY: str = "mode_baseline_accuracy"
     N_HELDOUT: str = "n_heldout"
     RECON_LOSS: str = "recon_loss"

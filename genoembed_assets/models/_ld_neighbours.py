@@ -30,7 +30,7 @@ import torch
 
 from ._keys import GENOTYPE_CLASSES
 
-__all__ = ["LDNeighbourConfig", "ld_neighbour_probs"]
+__all__ = ["LDNeighbourConfig", "ld_neighbour_probs", "ld_partner_tiles", "ld_partners"]
 
 _BUDGET = 2 ** 24  # floats in the largest per-chunk tensor
 _PRIOR_WEIGHT = 0.01
@@ -117,26 +117,16 @@ def ld_neighbour_probs(
     seen = torch.as_tensor(seen_np)
     o = seen.float()
     onehot = torch.nn.functional.one_hot(x, GENOTYPE_CLASSES).float() * o[..., None]
-    counts = o.sum(0).clamp(min=1)
-    mean = (x.float() * o).sum(0) / counts
-    centred = (x.float() - mean) * o
-    z = centred / (centred.pow(2).sum(0) / counts).sqrt().clamp(min=1e-6)
+    mean = (x.float() * o).sum(0) / o.sum(0).clamp(min=1)
+    z = _standardized(x, o)
     p = mean / 2
     prior = torch.stack([(1 - p) ** 2, 2 * p * (1 - p), p ** 2], -1)
     hidden = ~seen
     voters = None  # every subject
     if n > config.max_voters:
         voters = torch.as_tensor(np.sort(np.random.default_rng(0).choice(n, config.max_voters, replace=False)))
-    partners = []
-    for a in range(0, n_var, config.tile):
-        b = min(n_var, a + config.tile)
-        lo, hi = max(0, a - config.window), min(n_var, b + config.window)
-        r2 = ((z[:, a:b].T @ z[:, lo:hi]) / n).pow(2)
-        r2[torch.arange(b - a), torch.arange(a, b) - lo] = -1.0  # a variant is not its own partner
-        n_partners = min(config.n_partners, hi - lo - 1)
-        if n_partners >= 1:
-            weight, index = torch.topk(r2, n_partners, dim=1)
-            partners.append((a, b, index + lo, weight.clamp(min=0).pow(config.ld_power)))
+    partners = [(a, b, index, weight.pow(config.ld_power))
+                for a, b, index, weight in ld_partner_tiles(z, config.n_partners, config.window, config.tile)]
     features, feature_seen = onehot, o
     for _ in range(config.passes):
         costed = features @ _COST  # (n, V, 3): a subject's distance to each class, 0 where it did not observe the call
@@ -147,6 +137,57 @@ def ld_neighbour_probs(
         # next pass: the hidden calls read as their predicted probabilities (observed calls stay one-hot)
         features = onehot + torch.as_tensor(out) * hidden[..., None]
         feature_seen = torch.ones_like(o)
+    return out
+
+
+def _standardized(x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Dosages centred and scaled per variant over observed calls; 0 where not observed."""
+    counts = o.sum(0).clamp(min=1)
+    centred = (x.float() - (x.float() * o).sum(0) / counts) * o
+    return centred / (centred.pow(2).sum(0) / counts).sqrt().clamp(min=1e-6)
+
+
+def ld_partner_tiles(z: torch.Tensor, n_partners: int, window: int, tile: int):
+    """Yield ``(a, b, index, r2)`` per tile of variants a..b: each variant's strongest-LD partners.
+
+    ``z`` is (subjects, variants) standardized dosages (0 where unobserved);
+    partners lie within ``window`` variants on either side and never include the
+    variant itself; ``index`` (b - a, k) and ``r2`` (clamped at 0) are sorted by r².
+    """
+    n, n_var = z.shape
+    for a in range(0, n_var, tile):
+        b = min(n_var, a + tile)
+        lo, hi = max(0, a - window), min(n_var, b + window)
+        r2 = ((z[:, a:b].T @ z[:, lo:hi]) / n).pow(2)
+        r2[torch.arange(b - a), torch.arange(a, b) - lo] = -1.0  # a variant is not its own partner
+        k = min(n_partners, hi - lo - 1)
+        if k >= 1:
+            weight, index = torch.topk(r2, k, dim=1)
+            yield a, b, index + lo, weight.clamp(min=0)
+
+
+@torch.no_grad()
+def ld_partners(genotypes: np.ndarray, n_partners: int, *, window: int = 400, tile: int = 64) -> np.ndarray:
+    """int64 (variants, n_partners) indices of each variant's strongest-LD partners, strongest first.
+
+    r² is measured over the observed calls of ``genotypes`` (int8, -1 missing),
+    as the LD-neighbour rule measures it. Where fewer than ``n_partners`` other
+    variants lie in reach, the strongest partner fills the remaining columns,
+    so every block of a stack has the same shape; a block of one variant has
+    no partner (0 columns).
+    """
+    genotypes = np.asarray(genotypes)
+    n_var = genotypes.shape[1]
+    k = n_partners if n_var > 1 else 0
+    out = np.zeros((n_var, k), dtype=np.int64)
+    if k == 0:
+        return out
+    seen = torch.as_tensor(genotypes >= 0)
+    x = torch.as_tensor(np.where(genotypes >= 0, genotypes, 0).astype(np.int64))
+    for a, b, index, _ in ld_partner_tiles(_standardized(x, seen.float()), k, window, tile):
+        # a narrow block or window holds fewer than k others: repeat the strongest partner
+        out[a:b, : index.shape[1]] = index.numpy()
+        out[a:b, index.shape[1]:] = index[:, :1].numpy()
     return out
 
 

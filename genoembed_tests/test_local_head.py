@@ -1,0 +1,119 @@
+"""The block model's local imputation head (models._local_head) and what it changes in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genoembed_assets.models import BlockVAE, BlockVAEConfig, load_block_model, save_block_fit, train_blocks
+from genoembed_assets.models._block_vae import one_hot_genotypes
+from genoembed_assets.models._impute import impute_block
+from genoembed_assets.models._ld_neighbours import ld_partners
+from genoembed_assets.models._local_head import StackedLocalHead, local_logits
+
+from .test_ld_neighbours import _mosaic
+
+# small and quick; the head's learning rate and penalty are the defaults
+FAST = BlockVAEConfig(hidden_widths=(64,), max_epochs=25, patience=5, kl_warmup_epochs=5, batch_size=64)
+
+
+def test_partners_are_the_strongest_ld_others_and_never_the_variant_itself():
+    truth = _mosaic(n_subjects=200, n_snps=80)
+    partners = ld_partners(truth, 6)
+    assert partners.shape == (80, 6) and partners.dtype == np.int64
+    assert not (partners == np.arange(80)[:, None]).any()
+    with np.errstate(invalid="ignore", divide="ignore"):  # monomorphic variants have no r²
+        r2 = np.nan_to_num(np.corrcoef(truth.T.astype(float)) ** 2)
+    np.fill_diagonal(r2, -1)
+    # the first partner is the variant's strongest-r² other variant (ties aside)
+    best = r2.max(1)
+    assert np.allclose(r2[np.arange(80), partners[:, 0]], best, atol=1e-4)
+
+
+def test_narrow_blocks_repeat_the_strongest_partner_and_a_lone_variant_has_none():
+    truth = _mosaic(n_subjects=50, n_snps=4)
+    partners = ld_partners(truth, 6)
+    assert partners.shape == (4, 6)
+    assert (partners[:, 3:] == partners[:, :1]).all()
+    assert ld_partners(truth[:, :1], 6).shape == (1, 0)
+    assert BlockVAE(1, 2, (4,), local_partners=6).local is None
+
+
+def test_stacked_head_slices_back_to_the_single_block_head():
+    rng = np.random.default_rng(0)
+    widths = [7, 5]
+    partners = [rng.integers(0, w, size=(w, 3)) for w in widths]
+    stacked = StackedLocalHead(partners, width=7)
+    with torch.no_grad():
+        stacked.weight.normal_()
+        stacked.bias.normal_()
+    genotypes = torch.as_tensor(rng.integers(-1, 3, size=(2, 9, 7)), dtype=torch.int8)
+    genotypes[1, :, 5:] = -1  # padding of the narrower block
+    out = stacked(one_hot_genotypes(genotypes, genotypes >= 0))
+    for g, w in enumerate(widths):
+        single = BlockVAE(w, 2, (4,), local_partners=3)
+        single.local.load_state_dict(stacked.block_state_dict(g))
+        x = genotypes[g, :, :w]
+        torch.testing.assert_close(single.local_logits(x, x >= 0), out[g, :, :, :w])
+
+
+def test_a_hidden_partner_adds_nothing():
+    partners = torch.tensor([[1], [0]])
+    weight = torch.ones(2, 1, 3, 3)
+    genotypes = torch.tensor([[2, -1]], dtype=torch.int8)
+    logits = local_logits(one_hot_genotypes(genotypes, genotypes >= 0), partners, weight, torch.zeros(3, 2))
+    assert logits[0, :, 0].abs().sum() == 0  # variant 0 reads variant 1, which is missing
+    assert (logits[0, :, 1] == 1).all()  # variant 1 reads variant 0 (observed)
+
+
+@pytest.fixture(scope="module")
+def mosaic_fits():
+    truth = _mosaic(n_subjects=400, n_snps=120, seed=3)
+    blocks = [("m0", truth[:, :60]), ("m1", truth[:, 60:])]
+    return blocks, train_blocks(blocks, FAST, device="cpu"), train_blocks(blocks, FAST.replace(local_partners=0),
+                                                                          device="cpu")
+
+
+def test_head_lifts_the_block_model_above_pca_and_leaves_the_embedding_alone(mosaic_fits):
+    blocks, with_head, without = mosaic_fits
+    for fit, plain in zip(with_head, without):
+        m = fit.metrics
+        assert m["local_partners"] == 16
+        # the embedding and the VAE's own prediction are exactly what they are without the head
+        np.testing.assert_array_equal(fit.embedding, plain.embedding)
+        assert m["vae_heldout_accuracy"] == plain.metrics["heldout_accuracy"]
+        assert m["heldout_accuracy"] > m["pca_baseline_accuracy"] + 0.02, m
+        assert m["heldout_accuracy"] > m["knn_baseline_accuracy"], m
+        assert m["heldout_accuracy"] > m["vae_heldout_accuracy"] + 0.02, m
+
+
+def test_saved_head_reloads_and_imputes_as_trained(mosaic_fits, tmp_path):
+    blocks, with_head, _ = mosaic_fits
+    fit, (_, genotypes) = with_head[0], blocks[0]
+    save_block_fit(fit, tmp_path, [f"s{i}" for i in range(genotypes.shape[0])])
+    model = load_block_model(tmp_path, FAST, genotypes.shape[1])
+    assert model.local is not None
+    torch.testing.assert_close(model.local.weight, fit.state_dict["local.weight"])
+    shown = genotypes.copy()
+    hidden = np.random.default_rng(5).random(shown.shape) < 0.05
+    shown[hidden] = -1
+    calls = impute_block(model, shown, local=None)
+    assert (calls.gt[~hidden] == genotypes[~hidden]).all()
+    assert (calls.gt[hidden] == genotypes[hidden]).mean() > 0.9
+
+
+def test_a_model_saved_without_a_head_still_loads(mosaic_fits, tmp_path):
+    blocks, _, without = mosaic_fits
+    fit, (_, genotypes) = without[0], blocks[0]
+    assert not any(key.startswith("local.") for key in fit.state_dict)
+    save_block_fit(fit, tmp_path, [f"s{i}" for i in range(genotypes.shape[0])])
+    # the configuration asks for a head (today's default); the saved weights have none
+    model = load_block_model(tmp_path, FAST, genotypes.shape[1])
+    assert model.local is None
+
+
+@pytest.mark.parametrize("field, value", [("local_partners", -1), ("local_lr", 0.0), ("local_l2", -0.5)])
+def test_config_rejects_bad_head_settings(field, value):
+    with pytest.raises(ValueError, match=field):
+        BlockVAEConfig(**{field: value})
