@@ -10,7 +10,7 @@ from genoembed_assets.models import BlockVAE, BlockVAEConfig, load_block_model, 
 from genoembed_assets.models._block_vae import one_hot_genotypes
 from genoembed_assets.models._impute import impute_block
 from genoembed_assets.models._ld_neighbours import ld_partners
-from genoembed_assets.models._local_head import StackedLocalHead, local_logits
+from genoembed_assets.models._local_head import StackedLocalHead, _bf16_native, local_logits
 
 from .test_ld_neighbours import _mosaic
 
@@ -40,29 +40,46 @@ def test_narrow_blocks_repeat_the_strongest_partner_and_a_lone_variant_has_none(
     assert BlockVAE(1, 2, (4,), local_partners=6).local is None
 
 
-def test_stacked_head_slices_back_to_the_single_block_head():
+@pytest.mark.parametrize("dense", [False, True])
+def test_stacked_head_slices_back_to_the_single_block_head(dense):
     rng = np.random.default_rng(0)
     widths = [7, 5]
     partners = [rng.integers(0, w, size=(w, 3)) for w in widths]
+    partners[1][:, 2] = partners[1][:, 0]  # a repeated partner (narrow blocks) must count twice in both ways
     stacked = StackedLocalHead(partners, width=7)
+    stacked.dense = dense
+    stacked._index_dense()
     with torch.no_grad():
         stacked.weight.normal_()
         stacked.bias.normal_()
     genotypes = torch.as_tensor(rng.integers(-1, 3, size=(2, 9, 7)), dtype=torch.int8)
     genotypes[1, :, 5:] = -1  # padding of the narrower block
-    out = stacked(one_hot_genotypes(genotypes, genotypes >= 0))
+    out = stacked(genotypes, genotypes >= 0)
+    # the dense way may run its GEMM in bfloat16 (8 mantissa bits)
+    tolerance = dict(atol=0.1, rtol=0.02) if dense and _bf16_native(torch.device("cpu")) else {}
     for g, w in enumerate(widths):
         single = BlockVAE(w, 2, (4,), local_partners=3)
         single.local.load_state_dict(stacked.block_state_dict(g))
         x = genotypes[g, :, :w]
-        torch.testing.assert_close(single.local_logits(x, x >= 0), out[g, :, :, :w])
+        torch.testing.assert_close(single.local_logits(x, x >= 0), out[g, :, :, :w], **tolerance)
+
+
+def test_head_is_a_logistic_regression_on_the_partners_one_hot_calls():
+    rng = np.random.default_rng(1)
+    n, n_var, k = 6, 5, 3
+    genotypes = torch.as_tensor(rng.integers(-1, 3, size=(n, n_var)), dtype=torch.int8)
+    partners = torch.as_tensor(rng.integers(0, n_var, size=(n_var, k)))
+    weight, bias = torch.randn(n_var, k, 3, 3), torch.randn(3, n_var)
+    hot = one_hot_genotypes(genotypes, genotypes >= 0).view(n, 3, n_var)  # class-major
+    expected = torch.einsum("nckv,vkcd->ndv", hot[:, :, partners.T], weight) + bias
+    torch.testing.assert_close(local_logits(genotypes, genotypes >= 0, partners, weight, bias), expected)
 
 
 def test_a_hidden_partner_adds_nothing():
     partners = torch.tensor([[1], [0]])
     weight = torch.ones(2, 1, 3, 3)
     genotypes = torch.tensor([[2, -1]], dtype=torch.int8)
-    logits = local_logits(one_hot_genotypes(genotypes, genotypes >= 0), partners, weight, torch.zeros(3, 2))
+    logits = local_logits(genotypes, genotypes >= 0, partners, weight, torch.zeros(3, 2))
     assert logits[0, :, 0].abs().sum() == 0  # variant 0 reads variant 1, which is missing
     assert (logits[0, :, 1] == 1).all()  # variant 1 reads variant 0 (observed)
 
@@ -86,6 +103,11 @@ def test_head_lifts_the_block_model_above_pca_and_leaves_the_embedding_alone(mos
         assert m["heldout_accuracy"] > m["pca_baseline_accuracy"] + 0.02, m
         assert m["heldout_accuracy"] > m["knn_baseline_accuracy"], m
         assert m["heldout_accuracy"] > m["vae_heldout_accuracy"] + 0.02, m
+        # the learning curve scores the block model on the same held-out calls after every epoch
+        curve = fit.curve
+        assert curve["heldout_acc"].between(0, 1).all() and curve["seconds"].is_monotonic_increasing
+        assert curve["heldout_acc"].max() > m["pca_baseline_accuracy"]
+        assert curve["heldout_acc"].iloc[0] < curve["heldout_acc"].max()
 
 
 def test_saved_head_reloads_and_imputes_as_trained(mosaic_fits, tmp_path):

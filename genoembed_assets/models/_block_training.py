@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ import torch
 
 from .. import storage
 from ._baselines import compare_with_baselines
-from ._block_vae import BlockVAE, BlockVAEConfig, StackedBlockVAE, masked_nll, one_hot_genotypes, vae_loss
+from ._block_vae import BlockVAE, BlockVAEConfig, StackedBlockVAE, masked_nll, vae_loss
 from ._keys import GENOTYPE_CLASSES, METRIC_KEYS, TENSOR_KEYS
 from ._ld_neighbours import ld_partners
 from ._local_head import StackedLocalHead
@@ -58,11 +59,17 @@ __all__ = [
     "validate_blocks",
 ]
 
-CURVE_COLUMNS = ["epoch", "train_loss", "val_loss", "recon", "kl", "beta", "lr"]
+# heldout_acc: the block model's held-out masked accuracy after the epoch (scored in the validation pass, so
+# free); seconds: the block's group's training time so far (blocks of a group train together).
+CURVE_COLUMNS = ["epoch", "train_loss", "val_loss", "recon", "kl", "beta", "lr", "heldout_acc", "seconds"]
 ACTIVE_UNIT_VARIANCE = 0.01
 # A group's padded size: (blocks x widest block) variants. Bounds activation memory
 # (batch x 3 x this many floats per layer); a single wider block still trains alone.
 MAX_GROUP_VARIANTS = 8192
+# Wider blocks gather each variant's partners for the local head (memory-bound): stacked in smaller groups,
+# the gathered tensors stay small (13 chr20 blocks of 557-952 variants, preset fast: 19.8 s at 2,048 against
+# 25.3 s at 8,192; the demo's 160-variant blocks, on the dense way, gain from the full 8,192).
+MAX_GROUP_VARIANTS_WIDE = 2048
 MAX_GROUP_BLOCKS = 64
 # Blocks join a group while the widest is at most this multiple of the narrowest,
 # so padding wastes at most ~1/3 of the compute.
@@ -276,7 +283,8 @@ def _group_blocks(widths: Sequence[int], n_subjects: Sequence[int]) -> list[list
             current is not None
             and n_subjects[current[0]] == n_subjects[i]
             and widths[i] <= MAX_WIDTH_RATIO * widths[current[0]]
-            and (len(current) + 1) * widths[i] <= MAX_GROUP_VARIANTS
+            and (len(current) + 1) * widths[i] <= (
+                MAX_GROUP_VARIANTS if widths[i] <= StackedLocalHead.DENSE_MAX_WIDTH else MAX_GROUP_VARIANTS_WIDE)
             and len(current) < MAX_GROUP_BLOCKS
         ):
             current.append(i)
@@ -366,7 +374,8 @@ def _train_group(
     del padded
     # Held-out and stop entries are hidden from the encoder; early stopping scores the stop entries only.
     val_target = torch.as_tensor(stop, device=device)
-    val_visible = (x_val >= 0) & ~torch.as_tensor(held, device=device) & ~val_target
+    val_held = torch.as_tensor(held, device=device)
+    val_visible = (x_val >= 0) & ~val_held & ~val_target
 
     generator = torch.Generator().manual_seed(config.seed)
     model = StackedBlockVAE([g.shape[1] for _, g in blocks], config.latent_size, config.hidden_widths,
@@ -397,6 +406,7 @@ def _train_group(
     stale = [0] * len(blocks)
     curves: list[list[dict]] = [[] for _ in blocks]
     step = 0
+    started = time.perf_counter()
     for epoch in range(config.max_epochs):
         model.train()
         train_sum = torch.zeros(len(active), device=device)
@@ -420,27 +430,32 @@ def _train_group(
             terms.loss.sum().backward()
             optimizer.step()
             if head is not None:
-                _head_step(head, head_optimizer, one_hot_genotypes(x, observed & ~hidden),
-                           generative[TENSOR_KEYS.LOGITS].detach(), x, observed, config, n_train)
+                # The head follows the VAE's warm-up and cosine decay, and learns on top of the decoder at the
+                # posterior mean, as the block model predicts (a sampled z only adds noise to its target).
+                for group in head_optimizer.param_groups:
+                    group["lr"] = config.local_lr * lr / config.lr
+                with torch.no_grad():
+                    offset = model.generative(inference[TENSOR_KEYS.Z_MEAN])[TENSOR_KEYS.LOGITS]
+                _head_step(head, head_optimizer, observed & ~hidden, offset, x, observed, config, n_train)
             train_sum += terms.loss.detach() * x.shape[1]
             step += 1
 
-        val_loss, val_recon, val_kl, head_recon = _validation_terms(model, head, x_val, val_visible, val_target,
-                                                                    config, batch)
+        val_loss, val_recon, val_kl, head_recon, val_acc = _validation_terms(model, head, x_val, val_visible,
+                                                                             val_target, val_held, config, batch)
+        seconds = time.perf_counter() - started
         train_loss = (train_sum / n_train).cpu()
         finished: list[int] = []
+        improved, head_improved = [], []  # snapshots are copied once per epoch for all such blocks
         for local, g in enumerate(active):
             curves[g].append({"epoch": epoch, "train_loss": float(train_loss[local]), "val_loss": float(val_loss[local]),
                               "recon": float(val_recon[local]), "kl": float(val_kl[local]),
-                              "beta": beta, "lr": lr})
+                              "beta": beta, "lr": lr, "heldout_acc": float(val_acc[local]), "seconds": seconds})
             # the criterion is the stop entries' reconstruction: KL, summed over every latent unit, would drown it
             if val_recon[local] < best_val[g]:
                 best_val[g] = val_recon[local]
                 best_epoch[g] = epoch
                 stale[g] = 0
-                with torch.no_grad():
-                    for snap, live in zip(best, [*model.weights, *model.biases]):
-                        snap[local].copy_(live[local])
+                improved.append(local)
             else:
                 stale[g] += 1
                 if stale[g] >= config.patience:
@@ -448,9 +463,10 @@ def _train_group(
             # the head keeps its own best epoch, on the same stop entries (the VAE's is unchanged by it)
             if head is not None and head_recon[local] < best_head_val[g]:
                 best_head_val[g] = head_recon[local]
-                with torch.no_grad():
-                    for snap, live in zip(best_head, [head.weight, head.bias]):
-                        snap[local].copy_(live[local])
+                head_improved.append(local)
+        _copy_rows(best, [*model.weights, *model.biases], improved)
+        if head is not None:
+            _copy_rows(best_head, [head.weight, head.bias], head_improved)
         last = epoch == config.max_epochs - 1
         if last:
             finished = list(range(len(active)))
@@ -489,6 +505,7 @@ def _train_group(
                                             torch.optim.Adam([head.weight, head.bias], lr=config.local_lr))
             best_head = [snap[keep].contiguous() for snap in best_head]
         x_train, x_val, val_visible, val_target = x_train[keep], x_val[keep], val_visible[keep], val_target[keep]
+        val_held = val_held[keep]
         active = [active[i] for i in keep_local]
 
 
@@ -511,10 +528,10 @@ def _carry_moments(optimizer, old, new, keep: torch.Tensor, shrunk):
     return shrunk
 
 
-def _head_step(head: StackedLocalHead, optimizer, onehot, vae_logits, x, observed, config: BlockVAEConfig,
+def _head_step(head: StackedLocalHead, optimizer, visible, vae_logits, x, observed, config: BlockVAEConfig,
                n_train: int) -> None:
     """One step of the local head on a mini-batch: mean NLL per observed call plus its L2 penalty, per block."""
-    nll = masked_nll(vae_logits + head(onehot), x, observed).sum(dim=(-1, -2))
+    nll = masked_nll(vae_logits + head(x, visible), x, observed).sum(dim=(-1, -2))
     loss = nll / observed.sum(dim=(-1, -2)).clamp(min=1) + config.local_l2 * head.weight.pow(2).sum(
         dim=(1, 2, 3, 4)) / n_train
     optimizer.zero_grad(set_to_none=True)
@@ -523,21 +540,26 @@ def _head_step(head: StackedLocalHead, optimizer, onehot, vae_logits, x, observe
 
 
 @torch.no_grad()
-def _validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_val, visible, target,
+def _validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_val, visible, target, held,
                       config: BlockVAEConfig, chunk: int):
-    """(loss, reconstruction, kl, head reconstruction) per block on validation subjects, over ``target`` entries.
+    """(loss, reconstruction, kl, head reconstruction, held-out accuracy) per block on validation subjects.
 
-    At the target beta, decoding the posterior mean, so the yardstick of early
-    stopping is deterministic and does not move with the beta schedule. The
-    head's reconstruction is the block model's (decoder plus head); None without a head.
+    Reconstructions are over ``target`` (stop) entries, at the target beta,
+    decoding the posterior mean, so the yardstick of early stopping is
+    deterministic and does not move with the beta schedule. The head's
+    reconstruction is the block model's (decoder plus head; None without a
+    head). The accuracy is the block model's on the ``held`` entries, which the
+    encoder never saw and nothing is chosen on (a learning curve only).
     """
     model.eval()
     n_val = x_val.shape[1]
     recon = torch.zeros(x_val.shape[0], device=x_val.device)
     kl = torch.zeros_like(recon)
     head_recon = torch.zeros_like(recon)
+    correct = torch.zeros_like(recon)
     for start in range(0, n_val, chunk):
         x, v, t = x_val[:, start:start + chunk], visible[:, start:start + chunk], target[:, start:start + chunk]
+        h = held[:, start:start + chunk]
         inference, generative = model(x, v, sample=False)
         logits = generative[TENSOR_KEYS.LOGITS]
         terms = vae_loss(logits, x, t, inference[TENSOR_KEYS.Z_MEAN],
@@ -545,9 +567,28 @@ def _validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_v
         recon += terms.reconstruction * x.shape[1]
         kl += terms.kl * x.shape[1]
         if head is not None:
-            head_recon += masked_nll(logits + head(one_hot_genotypes(x, v)), x, t).sum(dim=(-1, -2))
+            logits = logits + head(x, v)
+            head_recon += masked_nll(logits, x, t).sum(dim=(-1, -2))
+        correct += _held_correct(logits, x, h)
     recon, kl = (recon / n_val).cpu(), (kl / n_val).cpu()
-    return recon + config.beta * kl, recon, kl, (head_recon / n_val).cpu() if head is not None else None
+    accuracy = (correct / held.sum(dim=(-1, -2)).clamp(min=1)).cpu()
+    return recon + config.beta * kl, recon, kl, (head_recon / n_val).cpu() if head is not None else None, accuracy
+
+
+@torch.no_grad()
+def _copy_rows(snapshot: list[torch.Tensor], live: list[torch.Tensor], rows: list[int]) -> None:
+    """Copy blocks ``rows`` (leading index) of each live parameter into its snapshot."""
+    if rows:
+        index = torch.tensor(rows, device=live[0].device)
+        for snap, param in zip(snapshot, live):
+            snap.index_copy_(0, index, param.detach().index_select(0, index))
+
+
+def _held_correct(logits: torch.Tensor, x: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+    """Per block, how many ``held`` calls the logits (G, n, 3, V) predict right (argmax over the few held calls only)."""
+    blocks, subjects, variants = held.nonzero(as_tuple=True)
+    right = logits[blocks, subjects, :, variants].argmax(-1) == x[blocks, subjects, variants].long()
+    return torch.zeros(held.shape[0], device=logits.device).index_add_(0, blocks, right.float())
 
 
 # ---------------------------------------------------------------- artifacts

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._keys import GENOTYPE_CLASSES, TENSOR_KEYS
+from ._encoding import one_hot_genotypes
 from ._local_head import LocalHead
 from ._schedules import BETA_SCHEDULES, BetaSchedule
 
@@ -100,7 +101,7 @@ class BlockVAEConfig:
         (:mod:`._local_head`); 0 trains the VAE alone. The head never touches
         the embedding.
     local_lr
-        The head's (constant) Adam learning rate.
+        The head's peak Adam learning rate (it follows the VAE's warm-up and cosine decay).
     local_l2
         The head's L2 penalty: ``local_l2 * sum(W²) / training subjects`` per block.
     """
@@ -216,26 +217,6 @@ class LossOutput:
     n_targets: torch.Tensor
 
 
-def one_hot_genotypes(genotypes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-    """Encoder input: one-hot over {0, 1, 2}, all-zero where not visible.
-
-    Parameters
-    ----------
-    genotypes
-        Integer tensor (..., variants), values in {-1, 0, 1, 2}.
-    visible
-        Bool tensor of the same shape; False for missing, hidden and padding.
-
-    Returns
-    -------
-    torch.Tensor
-        float32 (..., 3 * variants), class-major (class c of variant v at ``c * variants + v``).
-    """
-    classes = torch.arange(GENOTYPE_CLASSES, device=genotypes.device, dtype=genotypes.dtype).unsqueeze(-1)
-    hot = (genotypes.unsqueeze(-2) == classes) & visible.unsqueeze(-2)
-    return hot.to(torch.float32).flatten(-2)
-
-
 def vae_loss(
     logits: torch.Tensor,
     genotypes: torch.Tensor,
@@ -332,7 +313,7 @@ class BlockVAE(nn.Module):
 
     def local_logits(self, genotypes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor | None:
         """The local head's logits (subjects, 3, variants) from the visible calls; None without a head."""
-        return None if self.local is None else self.local(one_hot_genotypes(genotypes, visible))
+        return None if self.local is None else self.local(genotypes, visible)
 
     def predict_logits(self, genotypes: torch.Tensor, visible: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The block model's logits: the decoder's at ``z`` plus the local head's (the imputation model).
