@@ -22,7 +22,7 @@ from .genotypes import layout
 from .genotypes.errors import CohortInputError
 from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
-from .models import BlockVAEConfig, load_block_model
+from .models import BlockVAEConfig, load_block_model, split_subjects
 from .models._impute import DEFAULT_DRAWS, impute_block
 from .models._ld_neighbours import LDNeighbourConfig
 
@@ -125,9 +125,13 @@ def impute_cohort(
             start = time.perf_counter()
             genotypes = layout.load_block(input_dir, row, len(subjects))
             block_dir = phase1_dir / row["block_id"]
-            model = None if engine == "ld" else load_block_model(block_dir, _model_config(block_dir), genotypes.shape[1],
-                                                                  device=device)
-            calls = impute_block(model, genotypes, local=None if engine == "vae" else local, n_draws=n_draws)
+            model = held_out = None
+            if engine != "ld":
+                config = _model_config(block_dir)
+                model = load_block_model(block_dir, config, genotypes.shape[1], device=device)
+                held_out = split_subjects(genotypes.shape[0], config)[1]  # the blend is chosen on calls never trained on
+            calls = impute_block(model, genotypes, local=None if engine == "vae" else local, n_draws=n_draws,
+                                 calibration_rows=held_out)
             n_imputed = int(calls.imputed.sum())
             dr2 = calls.dr2[np.isfinite(calls.dr2)]
             rows.append({"block_id": row["block_id"], "n_snps": genotypes.shape[1], "n_imputed": n_imputed,
@@ -138,7 +142,7 @@ def impute_cohort(
                          "seconds": time.perf_counter() - start})
             log(f"imputed block {i}/{len(manifest)} {row['block_id']}: {n_imputed} call(s) filled"
                 + (f", mean DR2 {dr2.mean():.3f}" if dr2.size else "")
-                + (f", VAE weight {calls.vae_weight:.1f}" if engine == "blend" else ""))
+                + (f", block model weight {calls.vae_weight:.1f}" if engine == "blend" else ""))
             yield sites[row["block_id"]], calls
 
     write_imputed_vcf(out_vcf, list(subjects), blocks(), contigs=contigs, source="genoembed imputed_genotypes")

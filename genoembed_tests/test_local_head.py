@@ -139,3 +139,26 @@ def test_a_model_saved_without_a_head_still_loads(mosaic_fits, tmp_path):
 def test_config_rejects_bad_head_settings(field, value):
     with pytest.raises(ValueError, match=field):
         BlockVAEConfig(**{field: value})
+
+
+def test_blend_weight_is_chosen_on_calls_the_model_never_trained_on(mosaic_fits, monkeypatch):
+    import genoembed_assets.models._impute as impute
+
+    blocks, with_head, _ = mosaic_fits
+    (_, genotypes), fit = blocks[0], with_head[0]
+    model = BlockVAE.from_config(FAST, genotypes.shape[1])
+    model.load_state_dict(fit.state_dict)
+    seen = {}
+    real = impute.ld_neighbour_probs
+
+    def spy(g, *, visible=None, config=None):
+        seen["hidden"] = (g >= 0) & ~visible
+        return real(g, visible=visible, config=config)
+
+    monkeypatch.setattr(impute, "ld_neighbour_probs", spy)
+    rows = np.arange(0, 400, 10)
+    weight = impute.blend_weight(model, genotypes, impute.LDNeighbourConfig(), rows=rows)
+    assert weight in impute.BLEND_GRID
+    hidden_rows = np.flatnonzero(seen["hidden"].any(1))
+    assert set(hidden_rows) <= set(rows) and len(hidden_rows) > len(rows) // 2
+    assert seen["hidden"].sum() >= impute._CALIBRATION_MIN

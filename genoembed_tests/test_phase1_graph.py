@@ -61,7 +61,9 @@ def test_every_demo_block_beats_its_mode_baseline(demo_pipeline):
 
 def test_phase1_checks_pass(demo_pipeline):
     instance = demo_pipeline.instance
-    for check in ["embeddings_finite", "beats_mode_baseline", "active_latent_units", "imputer_beats_pca"]:
+    # beats_pca_baseline: the block model (VAE + local head) above rank-k PCA on every demo block
+    for check in ["embeddings_finite", "beats_mode_baseline", "active_latent_units", "beats_pca_baseline",
+                  "imputer_beats_pca"]:
         key = dg.AssetCheckKey(dg.AssetKey("block_embeddings"), check)
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
         assert record.event.dagster_event.event_specific_data.passed, check
