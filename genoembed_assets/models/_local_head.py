@@ -148,7 +148,7 @@ class StackedLocalHead(nn.Module):
     def _index_dense(self) -> None:
         """Where each partner weight lands in the dense matrix: row c' * W + partner, column c * W + variant."""
         if not self.dense:
-            self.dense_index = None
+            self.register_buffer("dense_index", None, persistent=False)
             return
         g, w, k = self.partners.shape
         c = GENOTYPE_CLASSES
@@ -156,13 +156,8 @@ class StackedLocalHead(nn.Module):
         rows = torch.arange(c, device=self.partners.device).view(1, 1, 1, c, 1) * w + self.partners.view(g, w, k, 1, 1)
         cols = torch.arange(c, device=self.partners.device).view(1, 1, 1, 1, c) * w + \
             torch.arange(w, device=self.partners.device).view(1, w, 1, 1, 1)
-        self.dense_index = ((block * c * w + rows) * c * w + cols).reshape(-1)
-
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        if self.dense_index is not None:
-            self.dense_index = fn(self.dense_index)  # follows .to(device)
-        return out
+        # a buffer (not saved with the state) so that .to(device) moves it with the weights
+        self.register_buffer("dense_index", ((block * c * w + rows) * c * w + cols).reshape(-1), persistent=False)
 
     def forward(self, genotypes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """(G, subjects, width) calls and visibility -> (G, subjects, 3, width) logits."""
