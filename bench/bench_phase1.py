@@ -422,9 +422,9 @@ def worker(args) -> None:
                                           **({"local_partners": 0} if args.no_head else {}))
     if not args.with_baselines:
         # train_blocks scores PCA, kNN and the LD rule as each block finishes; the loops score none of them
-        import genoembed_assets.models._block_training as training
+        import genoembed_assets.models._block_protocol as protocol
 
-        training.compare_with_baselines = lambda *a, **k: {}
+        protocol.compare_with_baselines = lambda *a, **k: {}
     before = rss_mb()
     started = time.perf_counter()
     targets = json.loads(Path(args.targets).read_text()) if args.targets else None

@@ -14,7 +14,6 @@ import math
 import re
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np

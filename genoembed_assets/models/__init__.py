@@ -1,16 +1,8 @@
 """Pure torch models (no Dagster): Phase 1 block VAE, Phase 2 cross-block Transformer, block importance."""
 
-from ._block_training import (
-    BlockFit,
-    block_metrics,
-    heldout_mask,
-    load_block_model,
-    mode_baseline,
-    save_block_fit,
-    split_subjects,
-    train_blocks,
-    validate_blocks,
-)
+from ._block_artifacts import BlockFit, load_block_model, save_block_fit
+from ._block_protocol import block_metrics, heldout_mask, mode_baseline, split_subjects, validate_blocks
+from ._block_training import train_blocks
 from ._block_vae import PRESETS, BlockVAE, BlockVAEConfig, LossOutput, StackedBlockVAE, one_hot_genotypes, vae_loss
 from ._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
 from ._cross_block_training import CrossBlockResult, fit_cross_block, plot_block_importance, save_cross_block_result, seed_ensemble

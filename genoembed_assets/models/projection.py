@@ -26,7 +26,8 @@ from .. import storage
 from ..genotypes import layout
 from ..genotypes.errors import CohortInputError
 from ..genotypes.variant_match import VariantMatch, gather_block, match_variants
-from ._block_training import _posterior_means, load_block_model
+from ._block_artifacts import load_block_model
+from ._block_protocol import _posterior_means
 from ._block_vae import BlockVAEConfig
 from ._cross_block import CrossBlockConfig, CrossBlockTransformer
 from ._cross_block_training import _encode, phase2_input_space, seed_ensemble
