@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--maf-min", type=float, default=None,
                      help="ingest QC: variants under this MAF are dropped from the output "
                      "(default 0 for --engine ld, so every variant comes back; 0.01 when block models are trained)")
+    imp.add_argument("--max-missing", type=float, default=None,
+                     help="ingest QC: variants missing more than this share of calls are dropped from the output "
+                     "(default 1 for --engine ld: every variant with an observed call is imputed; 0.1 when block "
+                     "models are trained, as the pipeline does)")
     imp.add_argument("--device", default=None, help="torch device (default: CUDA when present, else CPU)")
     args = parser.parse_args(argv)
     # Dagster's beta/preview notices (e.g. on MultiToSingleDimensionPartitionMapping) are not the user's business
@@ -213,11 +217,14 @@ def _command(args) -> int:
         from .cli_impute import impute_input
 
         done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device,
-                            engine=args.engine, maf_min=args.maf_min)
+                            engine=args.engine, maf_min=args.maf_min, max_missing=args.max_missing)
         models = ("no block models needed (engine ld)" if args.engine == "ld"
                   else f"{done['trained']} block model(s) trained, {done['reused']} reused")
         print(f"wrote {done['out']} (+ .tbi): {done['n_subjects']} subjects x {done['n_variants']} variants, "
               f"{done['n_imputed']} calls imputed; {models} (work folder {done['work']})")
+        if done["dropped"]:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in done["dropped"].items())
+            print(f"not in the output: {reasons} (see {done['work'] / 'input' / 'qc.json'})")
         return 0
     if args.command == "simulate":
         from .genotypes.simulate import simulate_cohort

@@ -50,6 +50,7 @@ def impute_input(
     preset: str = "impute",
     device: str | None = None,
     maf_min: float | None = None,
+    max_missing: float | None = None,
     engine: str = "ld",
     log: Callable[[str], object] = print,
 ) -> dict:
@@ -61,11 +62,14 @@ def impute_input(
     ``ld`` and ``blend`` score the same concordance (0.980 and 0.979) and
     ``ld`` takes 0.4x the time, training nothing (``docs/benchmarks.md``).
 
-    ``maf_min`` is the ingest QC floor; variants under it are not written.
-    Default: 0 for ``ld`` (every variant that passes the missingness QC comes
-    back), 0.01 when block VAEs are trained (as the pipeline does).
+    ``maf_min`` and ``max_missing`` are the ingest QC; variants failing them
+    are not written. Defaults for ``ld``: 0 and 1, so every biallelic variant
+    with at least one observed call comes back, however many calls it misses
+    (the rule votes with whoever observed it); when block VAEs are trained,
+    0.01 and 0.1, as the pipeline does, so its models can be reused.
 
-    Returns a summary: paths, blocks trained and reused, calls imputed, seconds per step.
+    Returns a summary: paths, blocks trained and reused, calls imputed,
+    variants dropped (``dropped``: by reason), seconds per step.
     """
     from .genotypes import layout
     from .genotypes.errors import CohortInputError
@@ -82,11 +86,14 @@ def impute_input(
     work = Path(work) if work is not None else work_dir_for(out)
     if maf_min is None:
         maf_min = 0.0 if engine == "ld" else 0.01
+    if max_missing is None:
+        max_missing = 1.0 if engine == "ld" else 0.1
     config = PRESETS[preset]
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
-    report = ingest_cohort(_source_folder(inp, work), work / "input", maf_min=maf_min, log=log)
+    report = ingest_cohort(_source_folder(inp, work), work / "input", maf_min=maf_min, max_missing=max_missing,
+                           log=log)
     seconds["ingest"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -103,8 +110,24 @@ def impute_input(
     seconds["impute"] = time.perf_counter() - start
     return {"out": out, "index": Path(f"{out}.tbi"), "work": work, "n_subjects": len(layout.read_subjects(input_dir)),
             "n_variants": int(table["n_snps"].sum()), "n_variants_dropped_by_qc": report.n_variants_in - report.n_variants_kept,
+            "dropped": _dropped(report, maf_min, max_missing),
             "n_imputed": int(table["n_imputed"].sum()), "trained": len(todo), "reused": len(reused),
             "seconds": seconds, "blocks": table}
+
+
+def _dropped(report, maf_min: float, max_missing: float) -> dict[str, int]:
+    """Input variants that are not in the output, by reason (zero counts left out)."""
+    blocks = report.blocks
+    reasons = {
+        ("no observed call" if max_missing >= 1 else f"missing rate over {max_missing:g} or no observed call"):
+            int(blocks["failed_missing"].sum()) if len(blocks) else 0,
+        f"MAF under {maf_min:g}": int(blocks["failed_maf"].sum()) if len(blocks) else 0,
+        "in blocks left empty by QC": int(report.n_variants_in_skipped_blocks),
+        # the reader's counts: multiallelic, no_alt, outside_blocks, unknown_contig ({contig: count})
+        **{reason.replace("_", " "): int(sum(count.values()) if isinstance(count, dict) else count)
+           for reason, count in (report.skipped or {}).items()},
+    }
+    return {reason: count for reason, count in reasons.items() if count}
 
 
 def _train_or_reuse(input_dir: Path, work: Path, config, preset: str, device, log) -> tuple[list, list]:

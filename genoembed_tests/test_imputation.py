@@ -251,3 +251,29 @@ def test_npy_layout_without_sites_gets_spread_positions_and_symbolic_alleles(tmp
     assert records[0].INFO.get("DR2") is None and records[0].INFO.get("IMP") == 0  # nothing imputed: no DR2
     if shutil.which("bcftools"):
         subprocess.run(["bcftools", "view", "-H", str(out)], check=True, capture_output=True)
+
+
+def test_ld_engine_imputes_a_variant_missing_most_calls_and_names_what_it_dropped(tmp_path, capsys):
+    """A variant missing 60% of its calls is what a user wants imputed: it comes back, filled; a
+    multiallelic record cannot be, and the command says so instead of dropping it silently."""
+    cohort, truth = _cohort(seed=9)
+    sparse = 35  # a common variant of block 0
+    rng = np.random.default_rng(1)
+    cohort.genotypes[rng.random(N_SUBJECTS) < 0.6, sparse] = -1
+    vcf_in = write_vcf(tmp_path / "in", cohort)
+    lines = vcf_in.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    record = lines[first].split("\t")
+    record[1], record[2], record[4] = str(int(record[1]) + 1), "multi1", "G,T"
+    lines.insert(first + 1, "\t".join(record))
+    vcf_in.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.vcf.gz"
+    assert main(["impute", str(vcf_in), str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "not in the output: 1 multiallelic" in said, said
+    _, pos, gt, _, _, imp, _ = _read(out)
+    assert len(pos) == sum(COUNTS.values())  # every biallelic variant, the sparse one included
+    column = int(np.flatnonzero(pos == cohort.pos[sparse])[0])
+    hidden = cohort.genotypes[:, sparse] < 0
+    assert hidden.mean() > 0.5 and (imp[:, column].astype(bool) == hidden).all()
+    assert (gt[hidden, column] == truth[hidden, sparse]).mean() > 0.85
