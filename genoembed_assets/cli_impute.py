@@ -60,7 +60,8 @@ def impute_input(
     (default), each block's LD-neighbour rule, trains nothing; ``blend`` and
     ``vae`` train or reuse the block VAEs. On the 1000 Genomes chr20 panels
     ``ld`` and ``blend`` score the same concordance (0.980 and 0.979) and
-    ``ld`` takes 0.4x the time, training nothing (``docs/benchmarks.md``).
+    ``ld`` takes about 0.3x the time, training nothing (26 s against 81 s,
+    ``docs/benchmarks.md``).
 
     ``maf_min`` and ``max_missing`` are the ingest QC; variants failing them
     are not written. Defaults for ``ld``: 0 and 1, so every biallelic variant
