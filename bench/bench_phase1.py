@@ -159,8 +159,8 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
         # the same block model as genoembed's: the local head on LD partners, fed the decoder's detached logits
         # (written as a competent user would: gather the partners' one-hot calls, one einsum per variant)
         head = None
-        if config.local_partners and n_snps > 1:
-            partners = torch.as_tensor(ld_partners(genotypes[train_idx], config.local_partners))
+        if config.head_partners(n_snps):
+            partners = torch.as_tensor(ld_partners(genotypes[train_idx], config.head_partners(n_snps)))
             head_w = nn.Parameter(torch.zeros(n_snps, partners.shape[1], 3, 3))
             head_b = nn.Parameter(torch.zeros(3, n_snps))
             head_optimizer = torch.optim.Adam([head_w, head_b], lr=config.local_lr)

@@ -96,7 +96,7 @@ def test_head_lifts_the_block_model_above_pca_and_leaves_the_embedding_alone(mos
     blocks, with_head, without = mosaic_fits
     for fit, plain in zip(with_head, without):
         m = fit.metrics
-        assert m["local_partners"] == 16
+        assert m["local_partners"] == 32  # 60-variant blocks: the dense head reads local_partners
         # the embedding and the VAE's own prediction are exactly what they are without the head
         np.testing.assert_array_equal(fit.embedding, plain.embedding)
         assert m["vae_heldout_accuracy"] == plain.metrics["heldout_accuracy"]
@@ -123,6 +123,29 @@ def test_saved_head_reloads_and_imputes_as_trained(mosaic_fits, tmp_path):
     calls = impute_block(model, shown, local=None)
     assert (calls.gt[~hidden] == genotypes[~hidden]).all()
     assert (calls.gt[hidden] == genotypes[hidden]).mean() > 0.9
+
+
+def test_partner_count_follows_the_head_path_and_groups_never_mix_the_two():
+    config = BlockVAEConfig()
+    assert (config.local_partners, config.local_partners_wide) == (32, 16)
+    assert [config.head_partners(n) for n in (1, 2, 512, 513, 5000)] == [0, 32, 32, 16, 16]
+    assert config.replace(local_partners=0).head_partners(100) == 0
+    assert config.replace(local_partners_wide=0).head_partners(900) == 0
+    from genoembed_assets.models._block_training import _group_blocks
+
+    widths = [400, 500, 520, 600]  # within 1.5x of each other, but two dense and two wide
+    groups = _group_blocks(widths, [300] * 4)
+    assert sorted(sorted(widths[i] for i in g) for g in groups) == [[400, 500], [520, 600]]
+
+
+def test_a_model_loads_with_the_partner_count_it_was_saved_with(mosaic_fits, tmp_path):
+    blocks, with_head, _ = mosaic_fits
+    fit, (_, genotypes) = with_head[1], blocks[1]
+    save_block_fit(fit, tmp_path, [f"s{i}" for i in range(genotypes.shape[0])])
+    # whatever today's configuration asks for, the saved head decides (a model trained with 16 partners still loads)
+    model = load_block_model(tmp_path, FAST.replace(local_partners=7), genotypes.shape[1])
+    assert model.local.partners.shape == (genotypes.shape[1], 32)
+    torch.testing.assert_close(model.local.weight, fit.state_dict["local.weight"])
 
 
 def test_a_model_saved_without_a_head_still_loads(mosaic_fits, tmp_path):

@@ -94,11 +94,11 @@ def save_block_fit(fit: BlockFit, out_dir: str | Path, subject_ids: Sequence[str
 def load_block_model(out_dir: str | Path, config: BlockVAEConfig, n_snps: int, *, device=None) -> BlockVAE:
     """Rebuild a block's :class:`BlockVAE` from ``out_dir/model.pt`` (``weights_only=True``), in eval mode.
 
-    A model saved before the local head existed (no ``local.*`` weights) loads as the VAE alone.
+    The head is rebuilt with as many partners as it was saved with (models saved
+    before the local head existed, without ``local.*`` weights, load as the VAE alone).
     """
     state = torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)
-    if "local.weight" not in state:
-        config = config.replace(local_partners=0)
-    model = BlockVAE.from_config(config, n_snps)
+    k = int(state["local.partners"].shape[1]) if "local.partners" in state else 0
+    model = BlockVAE(n_snps, config.latent_size, config.hidden_widths, k)
     model.load_state_dict(state)
     return model.to(pick_device(device) if device is not None else "cpu").eval()

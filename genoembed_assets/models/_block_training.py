@@ -74,6 +74,7 @@ def _group_blocks(widths: Sequence[int], n_subjects: Sequence[int]) -> list[list
             current is not None
             and n_subjects[current[0]] == n_subjects[i]
             and widths[i] <= MAX_WIDTH_RATIO * widths[current[0]]
+            and (widths[i] <= StackedLocalHead.DENSE_MAX_WIDTH) == (widths[current[0]] <= StackedLocalHead.DENSE_MAX_WIDTH)
             and (len(current) + 1) * widths[i] <= (
                 MAX_GROUP_VARIANTS if widths[i] <= StackedLocalHead.DENSE_MAX_WIDTH else MAX_GROUP_VARIANTS_WIDE)
             and len(current) < MAX_GROUP_BLOCKS
@@ -176,8 +177,9 @@ def _train_group(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # The local head: its own optimiser, fed the decoder's detached logits, so the VAE trains as without it.
     head = head_optimizer = None
-    if config.local_partners and width > 1:
-        head = StackedLocalHead([ld_partners(g[train_idx], config.local_partners) for _, g in blocks], width).to(device)
+    k = config.head_partners(width)  # the same for every block of the group (_group_blocks keeps the two kinds apart)
+    if k:
+        head = StackedLocalHead([ld_partners(g[train_idx], k) for _, g in blocks], width).to(device)
         head_optimizer = torch.optim.Adam(head.parameters(), lr=config.local_lr)
         best_head = head.snapshot()
         best_head_val = torch.full((len(blocks),), float("inf"))

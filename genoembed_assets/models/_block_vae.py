@@ -168,7 +168,7 @@ class BlockVAE(nn.Module):
 
     @classmethod
     def from_config(cls, config: BlockVAEConfig, n_snps: int) -> "BlockVAE":
-        return cls(n_snps, config.latent_size, config.hidden_widths, config.local_partners)
+        return cls(n_snps, config.latent_size, config.hidden_widths, config.head_partners(n_snps))
 
     def local_logits(self, genotypes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor | None:
         """The local head's logits (subjects, 3, variants) from the visible calls; None without a head."""

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._block_config import DENSE_HEAD_MAX_WIDTH
 from ._encoding import one_hot_genotypes
 from ._keys import GENOTYPE_CLASSES
 
@@ -129,7 +130,7 @@ class StackedLocalHead(nn.Module):
         The stack's padded variant count.
     """
 
-    DENSE_MAX_WIDTH = 512
+    DENSE_MAX_WIDTH = DENSE_HEAD_MAX_WIDTH
 
     def __init__(self, partners: Sequence[np.ndarray], width: int) -> None:
         super().__init__()
