@@ -67,7 +67,7 @@ def impute_input(
     are not written. Defaults for ``ld``: 0 and 1, so every biallelic variant
     with at least one observed call comes back, however many calls it misses
     (the rule votes with whoever observed it); when block VAEs are trained,
-    0.01 and 0.1, as the pipeline does, so its models can be reused.
+    0.01 and 0.1, the QC the pipeline trains its block models under.
 
     Returns a summary: paths, blocks trained and reused, calls imputed,
     variants dropped (``dropped``: by reason), seconds per step.
