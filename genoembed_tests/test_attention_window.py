@@ -128,7 +128,7 @@ def test_closed_masks_on_a_dense_map_hide_about_the_plain_share():
 
 
 def test_ld_groups_are_local_on_a_contiguous_map():
-    from genoembed_assets.models._importance import _distally_linked
+    from genoembed_assets.models._importance_stats import _distally_linked
 
     near = np.zeros((6, 6), bool)
     for i in range(5):  # a chain: 0-1-2-3-4-5, one connected component

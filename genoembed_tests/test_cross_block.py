@@ -10,13 +10,8 @@ import torch
 from genoembed_assets.genotypes.errors import CohortInputError
 from genoembed_assets.genotypes.genes import annotate_blocks_with_genes
 from genoembed_assets.models._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer, draw_block_mask
-from genoembed_assets.models._cross_block_training import (
-    effective_rank,
-    fit_cross_block,
-    plot_block_importance,
-    save_cross_block_result,
-    seed_ensemble,
-)
+from genoembed_assets.models._cross_block_artifacts import plot_block_importance, save_cross_block_result
+from genoembed_assets.models._cross_block_training import effective_rank, fit_cross_block, seed_ensemble
 from genoembed_assets.models._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore, synthetic_block_embeddings
 from genoembed_assets.models._importance import (
     bh_qvalues,

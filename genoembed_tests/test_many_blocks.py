@@ -54,7 +54,8 @@ PHASE2 = textwrap.dedent(
     import pandas as pd, torch
     from genoembed_assets.models._embedding_store import BlockEmbeddingStore
     from genoembed_assets.models._cross_block import CROSS_BLOCK_PRESETS
-    from genoembed_assets.models._cross_block_training import fit_cross_block, save_cross_block_result, plot_block_importance
+    from genoembed_assets.models._cross_block_artifacts import plot_block_importance, save_cross_block_result
+    from genoembed_assets.models._cross_block_training import fit_cross_block
 
     out = Path(sys.argv[1])
     torch.set_num_threads(2)

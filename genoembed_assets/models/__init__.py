@@ -5,7 +5,8 @@ from ._block_protocol import block_metrics, heldout_mask, mode_baseline, split_s
 from ._block_training import train_blocks
 from ._block_vae import PRESETS, BlockVAE, BlockVAEConfig, LossOutput, StackedBlockVAE, one_hot_genotypes, vae_loss
 from ._cross_block import CROSS_BLOCK_PRESETS, CrossBlockConfig, CrossBlockTransformer
-from ._cross_block_training import CrossBlockResult, fit_cross_block, plot_block_importance, save_cross_block_result, seed_ensemble
+from ._cross_block_artifacts import plot_block_importance, save_cross_block_result
+from ._cross_block_training import CrossBlockResult, fit_cross_block, seed_ensemble
 from ._embedding_store import BlockEmbeddingStore, InMemoryEmbeddingStore
 from ._importance import ImportanceResult, ld_neighbours, measure_importance
 from ._standardize import Standardizer, shared_axes

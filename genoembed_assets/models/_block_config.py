@@ -115,7 +115,8 @@ class BlockVAEConfig:
             raise ValueError(
                 f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}"
             )
-        for name in ("kl_warmup_epochs", "lr_warmup_epochs"):
+        for name in ("kl_warmup_epochs", "lr_warmup_epochs", "weight_decay", "focal_gamma", "local_l2",
+                     "local_partners", "local_partners_wide"):  # 0 partners: no local head
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("kl_cycles", "max_epochs", "patience", "batch_size"):
@@ -123,8 +124,6 @@ class BlockVAEConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         for name in ("mask_rate_min", "mask_rate_max"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -132,15 +131,8 @@ class BlockVAEConfig:
             raise ValueError(
                 f"mask_rate_min ({self.mask_rate_min}) must not exceed mask_rate_max ({self.mask_rate_max})"
             )
-        for name in ("local_partners", "local_partners_wide"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: no local head), got {getattr(self, name)}")
         if not self.local_lr > 0:
             raise ValueError(f"local_lr must be > 0, got {self.local_lr}")
-        if self.local_l2 < 0:
-            raise ValueError(f"local_l2 must be >= 0, got {self.local_l2}")
-        if self.focal_gamma < 0:
-            raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
         for name in ("val_fraction", "heldout_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")

@@ -21,27 +21,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._block_artifacts import BlockFit, load_block_model, pick_device, save_block_fit
-from ._block_protocol import block_metrics, heldout_mask, mode_baseline, split_subjects, validate_blocks
+from ._block_artifacts import BlockFit, pick_device
+from ._block_config import DENSE_HEAD_MAX_WIDTH
+from ._block_protocol import block_metrics, heldout_mask, split_subjects, validate_blocks
 from ._block_vae import BlockVAE, BlockVAEConfig, StackedBlockVAE, vae_loss
 from ._keys import METRIC_KEYS, TENSOR_KEYS
 from ._ld_neighbours import ld_partners
-from ._head_training import _copy_rows, _head_step, _validation_terms
+from ._head_training import copy_rows, head_step, validation_terms
 from ._local_head import StackedLocalHead
 from ._schedules import kl_weight, learning_rate
 
-# the protocol and artifacts live in their own modules; their names stay importable from here
-__all__ = [
-    "BlockFit",
-    "block_metrics",
-    "heldout_mask",
-    "load_block_model",
-    "mode_baseline",
-    "save_block_fit",
-    "split_subjects",
-    "train_blocks",
-    "validate_blocks",
-]
+__all__ = ["train_blocks"]
 
 # heldout_acc: the block model's held-out masked accuracy after the epoch (scored in the validation pass, so
 # free); seconds: the block's group's training time so far (blocks of a group train together).
@@ -67,6 +57,7 @@ MAX_WIDTH_RATIO = 1.5
 def _group_blocks(widths: Sequence[int], n_subjects: Sequence[int]) -> list[list[int]]:
     """Indices grouped by subject count and similar width (deterministic)."""
     order = sorted(range(len(widths)), key=lambda i: (n_subjects[i], widths[i], i))
+    dense = [w <= DENSE_HEAD_MAX_WIDTH for w in widths]  # the dense and the gathering head never share a group
     groups: list[list[int]] = []
     for i in order:
         current = groups[-1] if groups else None
@@ -74,9 +65,8 @@ def _group_blocks(widths: Sequence[int], n_subjects: Sequence[int]) -> list[list
             current is not None
             and n_subjects[current[0]] == n_subjects[i]
             and widths[i] <= MAX_WIDTH_RATIO * widths[current[0]]
-            and (widths[i] <= StackedLocalHead.DENSE_MAX_WIDTH) == (widths[current[0]] <= StackedLocalHead.DENSE_MAX_WIDTH)
-            and (len(current) + 1) * widths[i] <= (
-                MAX_GROUP_VARIANTS if widths[i] <= StackedLocalHead.DENSE_MAX_WIDTH else MAX_GROUP_VARIANTS_WIDE)
+            and dense[i] == dense[current[0]]
+            and (len(current) + 1) * widths[i] <= (MAX_GROUP_VARIANTS if dense[i] else MAX_GROUP_VARIANTS_WIDE)
             and len(current) < MAX_GROUP_BLOCKS
         ):
             current.append(i)
@@ -229,11 +219,11 @@ def _train_group(
                     group["lr"] = config.local_lr * lr / config.lr
                 with torch.no_grad():
                     offset = model.generative(inference[TENSOR_KEYS.Z_MEAN])[TENSOR_KEYS.LOGITS]
-                _head_step(head, head_optimizer, observed & ~hidden, offset, x, observed, config, n_train)
+                head_step(head, head_optimizer, observed & ~hidden, offset, x, observed, config, n_train)
             train_sum += terms.loss.detach() * x.shape[1]
             step += 1
 
-        val_loss, val_recon, val_kl, head_recon, val_acc = _validation_terms(model, head, x_val, val_visible,
+        val_loss, val_recon, val_kl, head_recon, val_acc = validation_terms(model, head, x_val, val_visible,
                                                                              val_target, val_held, config, batch)
         seconds = time.perf_counter() - started
         train_loss = (train_sum / n_train).cpu()
@@ -257,9 +247,9 @@ def _train_group(
             if head is not None and head_recon[local] < best_head_val[g]:
                 best_head_val[g] = head_recon[local]
                 head_improved.append(local)
-        _copy_rows(best, [*model.weights, *model.biases], improved)
+        copy_rows(best, [*model.weights, *model.biases], improved)
         if head is not None:
-            _copy_rows(best_head, [head.weight, head.bias], head_improved)
+            copy_rows(best_head, [head.weight, head.bias], head_improved)
         last = epoch == config.max_epochs - 1
         if last:
             finished = list(range(len(active)))

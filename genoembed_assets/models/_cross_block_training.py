@@ -30,9 +30,7 @@ __all__ = [
     "draw_block_mask",
     "effective_rank",
     "fit_cross_block",
-    "plot_block_importance",
     "rank_stability",
-    "save_cross_block_result",
     "seed_ensemble",
 ]
 
@@ -390,6 +388,3 @@ def fit_cross_block(
     }
     return CrossBlockResult(embeddings, table, by_seed, stability, pearson, curves_df, states, metrics, measured)
 
-
-# the artifacts live in their own module; their names stay importable from here
-from ._cross_block_artifacts import plot_block_importance, save_cross_block_result  # noqa: E402

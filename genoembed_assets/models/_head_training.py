@@ -19,8 +19,10 @@ from ._block_vae import StackedBlockVAE, masked_nll, vae_loss
 from ._keys import TENSOR_KEYS
 from ._local_head import StackedLocalHead
 
+__all__ = ["copy_rows", "head_step", "validation_terms"]
 
-def _head_step(head: StackedLocalHead, optimizer, visible, vae_logits, x, observed, config: BlockVAEConfig,
+
+def head_step(head: StackedLocalHead, optimizer, visible, vae_logits, x, observed, config: BlockVAEConfig,
                n_train: int) -> None:
     """One step of the local head on a mini-batch: mean NLL per observed call plus its L2 penalty, per block."""
     nll = masked_nll(vae_logits + head(x, visible), x, observed).sum(dim=(-1, -2))
@@ -32,7 +34,7 @@ def _head_step(head: StackedLocalHead, optimizer, visible, vae_logits, x, observ
 
 
 @torch.no_grad()
-def _validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_val, visible, target, held,
+def validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_val, visible, target, held,
                       config: BlockVAEConfig, chunk: int):
     """(loss, reconstruction, kl, head reconstruction, held-out accuracy) per block on validation subjects.
 
@@ -68,7 +70,7 @@ def _validation_terms(model: StackedBlockVAE, head: StackedLocalHead | None, x_v
 
 
 @torch.no_grad()
-def _copy_rows(snapshot: list[torch.Tensor], live: list[torch.Tensor], rows: list[int]) -> None:
+def copy_rows(snapshot: list[torch.Tensor], live: list[torch.Tensor], rows: list[int]) -> None:
     """Copy blocks ``rows`` (leading index) of each live parameter into its snapshot."""
     if rows:
         index = torch.tensor(rows, device=live[0].device)

@@ -99,9 +99,7 @@ import pandas as pd
 import torch
 
 from ._cross_block import CrossBlockConfig
-from ._importance_stats import (  # noqa: F401  (_distally_linked: re-exported for older imports)
-    _MASK_SEED,
-    _PERM_SEED,
+from ._importance_stats import (
     _distally_linked,
     _test,
     bh_qvalues,

@@ -114,7 +114,7 @@ class StackedLocalHead(nn.Module):
     are never a target, and :meth:`block_state_dict` slices them off.
 
     Two ways to compute the same logits, chosen by the padded width: up to
-    ``DENSE_MAX_WIDTH`` variants the partner weights are scattered into a dense
+    ``DENSE_HEAD_MAX_WIDTH`` variants the partner weights are scattered into a dense
     (3W x 3W) matrix per block and applied as one batched GEMM, in bfloat16
     where the CPU has native support (AMX/AVX512-BF16) or on a GPU, since
     GEMMs are what CPUs do fastest (160-variant blocks, batch 256: 6.5x the gather in
@@ -130,8 +130,6 @@ class StackedLocalHead(nn.Module):
         The stack's padded variant count.
     """
 
-    DENSE_MAX_WIDTH = DENSE_HEAD_MAX_WIDTH
-
     def __init__(self, partners: Sequence[np.ndarray], width: int) -> None:
         super().__init__()
         k = partners[0].shape[1]
@@ -143,7 +141,7 @@ class StackedLocalHead(nn.Module):
         self.register_buffer("partners", stacked)
         self.weight = nn.Parameter(torch.zeros(len(partners), width, k, GENOTYPE_CLASSES, GENOTYPE_CLASSES))
         self.bias = nn.Parameter(torch.zeros(len(partners), 1, GENOTYPE_CLASSES, width))
-        self.dense = self.width <= self.DENSE_MAX_WIDTH
+        self.dense = self.width <= DENSE_HEAD_MAX_WIDTH
         self._index_dense()
 
     def _index_dense(self) -> None:
