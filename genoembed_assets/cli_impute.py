@@ -75,7 +75,7 @@ def impute_input(
     from .genotypes import layout
     from .genotypes.errors import CohortInputError
     from .genotypes.ingest import ingest_cohort
-    from .imputation import check_engine, impute_cohort
+    from .imputation import UNTRAINED_ENGINES, check_engine, impute_cohort
     from .models import PRESETS
 
     inp, out = Path(inp), Path(out)
@@ -86,9 +86,9 @@ def impute_input(
     check_engine(engine)  # before the ingest, which can take minutes
     work = Path(work) if work is not None else work_dir_for(out)
     if maf_min is None:
-        maf_min = 0.0 if engine == "ld" else 0.01
+        maf_min = 0.0 if engine in UNTRAINED_ENGINES else 0.01
     if max_missing is None:
-        max_missing = 1.0 if engine == "ld" else 0.1
+        max_missing = 1.0 if engine in UNTRAINED_ENGINES else 0.1
     config = PRESETS[preset]
     seconds: dict[str, float] = {}
 
@@ -100,8 +100,8 @@ def impute_input(
     start = time.perf_counter()
     input_dir = work / "input"
     todo, reused = [], []
-    if engine == "ld":
-        log("phase 1: not needed (engine 'ld': LD neighbours alone)")
+    if engine in UNTRAINED_ENGINES:
+        log(f"phase 1: not needed (engine {engine!r} trains nothing)")
     else:
         todo, reused = _train_or_reuse(input_dir, work, config, preset, device, log)
     seconds["train"] = time.perf_counter() - start

@@ -23,13 +23,16 @@ from .genotypes.errors import CohortInputError
 from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
 from .models import BlockVAEConfig, load_block_model, split_subjects
-from .models._impute import DEFAULT_DRAWS, impute_block
+from .models._haplotype_copying import HaplotypeConfig, phase_and_impute
+from .models._impute import DEFAULT_DRAWS, haplotype_gp, impute_block
 from .models._ld_neighbours import LDNeighbourConfig
 
-__all__ = ["ENGINES", "SIMULATED_VARIANTS", "check_engine", "impute_cohort"]
+__all__ = ["ENGINES", "SIMULATED_VARIANTS", "UNTRAINED_ENGINES", "check_engine", "impute_cohort"]
 
-#: What fills a missing call: the block VAE blended with LD neighbours (default), either alone.
-ENGINES = ("blend", "vae", "ld")
+#: What fills a missing call: the block VAE blended with LD neighbours (default), either alone, or
+#: haplotype copying averaged with LD neighbours (``hap``). ``ld`` and ``hap`` train nothing.
+ENGINES = ("blend", "vae", "ld", "hap")
+UNTRAINED_ENGINES = ("ld", "hap")
 
 
 def check_engine(engine: str) -> None:
@@ -70,6 +73,7 @@ def impute_cohort(
     n_draws: int = DEFAULT_DRAWS,
     engine: str = "blend",
     local: LDNeighbourConfig = LDNeighbourConfig(),
+    haplotypes: HaplotypeConfig = HaplotypeConfig(),
     log: Callable[[str], object] = print,
 ) -> pd.DataFrame:
     """Impute every block of an ingested cohort and write ``out_vcf`` (+ ``.tbi``).
@@ -88,10 +92,14 @@ def impute_cohort(
         Posterior draws per call (see :func:`models._impute.posterior_predictive`).
     engine
         ``blend`` (the block VAE and the LD-neighbour rule, weighted per block),
-        ``vae`` (the block VAE alone) or ``ld`` (the LD-neighbour rule alone: no
-        trained model needed).
+        ``vae`` (the block VAE alone), ``ld`` (the LD-neighbour rule alone: no
+        trained model needed) or ``hap`` (the block phased and its haplotypes
+        copied from each other, :mod:`models._haplotype_copying`, averaged with
+        the LD-neighbour rule: no trained model needed).
     local
         Settings of the LD-neighbour rule.
+    haplotypes
+        Settings of the haplotype-copying model (engine ``hap``).
     log
         One line per block.
 
@@ -109,7 +117,7 @@ def impute_cohort(
     input_dir, phase1_dir = Path(input_dir), Path(phase1_dir)
     manifest = layout.read_manifest(input_dir)
     subjects = layout.read_subjects(input_dir)
-    untrained = [] if engine == "ld" else [b for b in manifest["block_id"] if not (phase1_dir / b / "model.pt").exists()]
+    untrained = [] if engine in UNTRAINED_ENGINES else [b for b in manifest["block_id"] if not (phase1_dir / b / "model.pt").exists()]
     if untrained:
         raise CohortInputError(phase1_dir, f"no trained block model for {len(untrained)} block(s): "
                                f"{', '.join(untrained[:10])}; materialize block_embeddings for them first",
@@ -126,12 +134,16 @@ def impute_cohort(
             genotypes = layout.load_block(input_dir, row, len(subjects))
             block_dir = phase1_dir / row["block_id"]
             model = held_out = None
-            if engine != "ld":
+            copied = None
+            if engine == "hap" and (genotypes < 0).any():  # phasing costs seconds; skip blocks with nothing to fill
+                p1, p2 = phase_and_impute(genotypes, sites[row["block_id"]]["pos"].to_numpy(), haplotypes)
+                copied = haplotype_gp(p1, p2)
+            elif engine != "ld":
                 config = _model_config(block_dir)
                 model = load_block_model(block_dir, config, genotypes.shape[1], device=device)
                 held_out = split_subjects(genotypes.shape[0], config)[1]  # the blend is chosen on calls never trained on
             calls = impute_block(model, genotypes, local=None if engine == "vae" else local, n_draws=n_draws,
-                                 calibration_rows=held_out)
+                                 calibration_rows=held_out, copied=copied)
             n_imputed = int(calls.imputed.sum())
             dr2 = calls.dr2[np.isfinite(calls.dr2)]
             rows.append({"block_id": row["block_id"], "n_snps": genotypes.shape[1], "n_imputed": n_imputed,

@@ -179,6 +179,31 @@ def test_ld_engine_trains_nothing_and_writes_every_variant(imputed, tmp_path):
     assert (gt[hidden] == truth[hidden]).mean() > 0.9
 
 
+def test_hap_engine_phases_trains_nothing_and_beats_the_ld_rule(imputed, tmp_path, capsys):
+    cohort, truth, out, _ = imputed
+    vcf_in = next((out.parent.parent / "in").glob("*.vcf"))
+    outs = {}
+    for engine in ("ld", "hap"):
+        outs[engine] = tmp_path / f"{engine}.vcf.gz"
+        assert main(["impute", str(vcf_in), str(outs[engine]), "--engine", engine]) == 0
+    said = capsys.readouterr().out
+    assert "no block models needed (engine hap)" in said, said
+    _, pos, gt_ld, *_ = _read(outs["ld"])
+    samples, pos_hap, gt, ds, gp, imp, info = _read(outs["hap"])
+    np.testing.assert_array_equal(pos, pos_hap)
+    kept = np.isin(pos, cohort.pos)
+    assert len(pos) == sum(COUNTS.values())  # every input variant, as with ld
+    gt, gp, imp, gt_ld = gt[:, kept], gp[:, kept], imp[:, kept], gt_ld[:, kept]
+    observed = cohort.genotypes >= 0
+    np.testing.assert_array_equal(gt[observed], cohort.genotypes[observed])
+    np.testing.assert_array_equal(imp.astype(bool), ~observed)
+    np.testing.assert_array_equal(gt, gp.argmax(-1))
+    hidden = ~observed
+    hap, ld = (gt[hidden] == truth[hidden]).mean(), (gt_ld[hidden] == truth[hidden]).mean()
+    assert hap > ld, (hap, ld)
+    assert all(np.isfinite(i["DR2"]) for i in info)
+
+
 def test_cli_default_engine_says_nothing_was_trained(imputed, tmp_path, capsys):
     _, _, out, _ = imputed
     vcf_in = next((out.parent.parent / "in").glob("*.vcf"))

