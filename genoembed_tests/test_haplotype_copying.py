@@ -53,7 +53,7 @@ def test_phase_is_recovered(cohort):
         same = p1[i, het] == haps[2 * i, het]  # the phase relative to the true first haplotype
         switches += int((same[1:] != same[:-1]).sum())
         total += len(het) - 1
-    # random phase: 0.5; this rough phaser: 0.14 here (0.07 on the 1000 Genomes chr20 panel)
+    # random phase: 0.5; this rough phaser: 0.16 here
     assert switches / total < 0.2, switches / total
 
 
@@ -68,7 +68,7 @@ def test_hidden_calls_beat_the_baselines_and_the_mix_beats_the_ld_rule(cohort):
         "mode": (np.rint(mode_dosage(shown)) == truth)[hidden].mean(),
         "knn": (np.rint(knn_dosage(shown)) == truth)[hidden].mean(),
     }
-    assert scores["copying"] > 0.9, scores  # measured 0.919; mix 0.901, LD rule 0.862, mode 0.752
+    assert scores["copying"] > 0.9, scores  # measured 0.912; mix 0.898, LD rule 0.862, mode 0.752
     assert scores["copying"] > max(scores["mode"], scores["knn"]), scores
     assert scores["mix"] > scores["ld"], scores
 

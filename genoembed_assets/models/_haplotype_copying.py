@@ -63,9 +63,9 @@ class HaplotypeConfig:
         Seed of the initial phase and alleles.
     """
 
-    states: int = 24
-    window: int = 160
-    overlap: int = 48
+    states: int = 32
+    window: int = 400
+    overlap: int = 100
     iterations: int = 8
     mismatch: float = 0.002
     ne: float = 100_000.0
