@@ -53,8 +53,8 @@ def test_phase_is_recovered(cohort):
         same = p1[i, het] == haps[2 * i, het]  # the phase relative to the true first haplotype
         switches += int((same[1:] != same[:-1]).sum())
         total += len(het) - 1
-    # random phase: 0.5; this rough phaser: 0.16 here
-    assert switches / total < 0.2, switches / total
+    # random phase: 0.5; measured 0.056 (0.16 before the junction passes)
+    assert switches / total < 0.1, switches / total
 
 
 def test_hidden_calls_beat_the_baselines_and_the_mix_beats_the_ld_rule(cohort):
@@ -68,7 +68,7 @@ def test_hidden_calls_beat_the_baselines_and_the_mix_beats_the_ld_rule(cohort):
         "mode": (np.rint(mode_dosage(shown)) == truth)[hidden].mean(),
         "knn": (np.rint(knn_dosage(shown)) == truth)[hidden].mean(),
     }
-    assert scores["copying"] > 0.9, scores  # measured 0.912; mix 0.898, LD rule 0.862, mode 0.752
+    assert scores["copying"] > 0.92, scores  # measured 0.940; mix 0.913, LD rule 0.862, kNN 0.791
     assert scores["copying"] > max(scores["mode"], scores["knn"]), scores
     assert scores["mix"] > scores["ld"], scores
 
@@ -93,6 +93,8 @@ def test_without_positions_and_with_few_subjects_it_still_runs():
 def test_bad_settings_and_inputs_are_named():
     with pytest.raises(ValueError, match="HaplotypeConfig.states must be >= 1"):
         HaplotypeConfig(states=0)
+    with pytest.raises(ValueError, match="HaplotypeConfig.refine must be >= 0"):
+        HaplotypeConfig(refine=-1)
     with pytest.raises(ValueError, match="mismatch must be in"):
         HaplotypeConfig(mismatch=0.7)
     with pytest.raises(ValueError, match="at least 2 subjects"):
