@@ -24,13 +24,17 @@ Stephens 2003). This module is a small version of that model:
    haplotypes' ALT probabilities p1, p2:
    GP = ((1-p1)(1-p2), p1(1-p2) + (1-p1)p2, p1 p2).
 
-Measured (docs/benchmarks.md): on the chr20 panels alone 0.984 concordance,
-above the LD rule's 0.980, and averaged with the rule (engine ``hap``) 0.985,
-against Beagle's 0.990; without the junction passes 0.977. Switch errors: 5.6%
-on the mosaic cohort of the tests (0.16 without the junction passes). Window
-and state count were chosen on chr20 (160 markers and 24 states scored 0.977,
-400 and 32 0.980 before the junction passes) and checked on two simulated
-cohorts never tuned on, where the averaged engine beats the rule too.
+Measured (docs/benchmarks.md): on the chr20 panels alone 0.986 concordance,
+above the LD rule's 0.980, and averaged with the rule (engine ``hap``) 0.987,
+against Beagle's 0.990. Steps that got there, copying alone: 0.977 (24 states,
+windows of 160 markers, ne 100,000), 0.980 (32 states, 400 markers), 0.984
+(+ junction passes), 0.986 (64 states, ne 20,000). Switch errors between
+heterozygous calls of the 300 phased chr20 samples: 2.6% (8.9% without the
+junction passes); 5.5% on the mosaic cohort of the tests. The settings were
+chosen on chr20 and checked on two simulated cohorts never tuned on, where the
+last step helped more (OutOfAfrica_3G09: 0.978 -> 0.987 alone, 0.985 -> 0.988
+averaged, against the rule's 0.982).
+
 Tried and worse: a single shared state set per subject with junction decisions
 only, from a random phase (0.93-0.95: it needs the leave-out passes first).
 """
@@ -72,12 +76,12 @@ class HaplotypeConfig:
         Seed of the initial phase and alleles.
     """
 
-    states: int = 32
+    states: int = 64
     window: int = 400
     overlap: int = 100
     iterations: int = 6
     mismatch: float = 0.002
-    ne: float = 100_000.0
+    ne: float = 20_000.0
     marker_switch: float = 0.02
     refine: int = 4
     seed: int = 0

@@ -203,8 +203,9 @@ def impute_block(
     copied
         Genotype probabilities of the haplotype-copying model (:func:`haplotype_gp`),
         averaged half and half with the LD-neighbour rule's. On the chr20
-        benchmark the mean scored 0.983 against 0.980 for the rule and 0.977 for
-        copying alone, with higher r² in every MAF bin: the two err on different calls.
+        benchmark the mean scored 0.987 against 0.980 for the rule and 0.986 for
+        copying alone, with higher r² at MAF 1-5% than either (0.813, against
+        0.748 and 0.782): the two err on different calls.
     """
     if model is None and local is None:
         raise ValueError("impute_block needs a block model, the LD-neighbour rule, or both")
