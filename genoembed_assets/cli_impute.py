@@ -57,14 +57,15 @@ def impute_input(
     """Ingest ``inp``, train (or reuse) its block models, write the imputed VCF ``out``.
 
     ``engine`` is what fills a call (:data:`imputation.ENGINES`): ``ld``
-    (default), each block's LD-neighbour rule, trains nothing; ``blend`` and
-    ``vae`` train or reuse the block VAEs. On the 1000 Genomes chr20 panels
-    ``ld`` and ``blend`` score the same concordance (0.980 and 0.979) and
-    ``ld`` takes about 0.3x the time, training nothing (26 s against 81 s,
-    ``docs/benchmarks.md``).
+    (default), each block's LD-neighbour rule, trains nothing; ``hap`` phases
+    each block and averages haplotype copying with the rule, training nothing;
+    ``blend`` and ``vae`` train or reuse the block VAEs. On the 1000 Genomes
+    chr20 panels ``ld`` scores 0.980 concordance in 33 s, ``hap`` 0.987 in 73 s,
+    ``blend`` 0.979 in about 81 s and Beagle 0.990 in 147 s
+    (``docs/benchmarks.md``).
 
     ``maf_min`` and ``max_missing`` are the ingest QC; variants failing them
-    are not written. Defaults for ``ld``: 0 and 1, so every biallelic variant
+    are not written. Defaults for ``ld`` and ``hap``: 0 and 1, so every biallelic variant
     with at least one observed call comes back, however many calls it misses
     (the rule votes with whoever observed it); when block VAEs are trained,
     0.01 and 0.1, the QC the pipeline trains its block models under.
