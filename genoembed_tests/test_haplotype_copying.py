@@ -83,6 +83,23 @@ def test_mix_keeps_observed_calls_and_its_probabilities_are_consistent(cohort):
     np.testing.assert_array_equal(calls.gt, calls.gp.argmax(-1))
 
 
+def test_states_chosen_in_row_chunks_match_one_product(monkeypatch):
+    from genoembed_assets.models import _haplotype_copying as module
+
+    haps, _, _, _ = _mosaic_cohort(n_subjects=40, n_markers=120, seed=2)
+    lo, hi, _, _ = module._windows(120, 50, 10)
+    whole = module._nearest_states(haps, lo, hi, 6)
+    monkeypatch.setattr(module, "_DISTANCE_ROWS", 7)  # chunks that split subjects' two rows apart
+    chunked = module._nearest_states(haps, lo, hi, 6)
+    own = np.arange(80) // 2
+    assert not (np.asarray(chunked) // 2 == own[:, None, None]).any()  # never the subject's own haplotypes
+    x = haps.astype(int)
+    for w, (a, b) in enumerate(zip(lo, hi)):  # the same distances picked (ties may pick other rows)
+        dist = np.abs(x[:, None, a:b] - x[None, :, a:b]).sum(-1)
+        np.testing.assert_array_equal(np.sort(np.take_along_axis(dist, whole[:, w], 1), 1),
+                                      np.sort(np.take_along_axis(dist, chunked[:, w], 1), 1))
+
+
 def test_without_positions_and_with_few_subjects_it_still_runs():
     _, truth, shown, _ = _mosaic_cohort(n_subjects=3, n_markers=50, seed=1, hidden=0.2)
     p1, p2 = phase_and_impute(shown, None, HaplotypeConfig(iterations=2))

@@ -266,18 +266,28 @@ def _windows(n: int, window: int, overlap: int) -> tuple[np.ndarray, ...]:
     return np.maximum(core_lo - overlap, 0), np.minimum(core_hi + overlap, n), core_lo, core_hi
 
 
+#: Haplotypes whose distances are computed at once: bounds the distance block at 4096 x 2n floats.
+_DISTANCE_ROWS = 4096
+
+
 def _nearest_states(hap: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
-    """Per window, each haplotype's k closest haplotypes of other subjects (Hamming, one GEMM)."""
+    """Per window, each haplotype's k closest haplotypes of other subjects (Hamming, by GEMM).
+
+    Quadratic in subjects (every pair is compared per window): seconds for a few
+    thousand subjects, too slow for biobanks, where a PBWT selection is the route.
+    """
     n_hap = hap.shape[0]
-    own = np.arange(n_hap)
     states = np.empty((n_hap, len(lo), k), dtype=np.int32)
     for w, (start, stop) in enumerate(zip(lo, hi)):
         x = hap[:, start:stop].astype(np.float32)
         ones = x.sum(1)
-        dist = ones[:, None] + ones[None, :] - 2.0 * (x @ x.T)
-        dist[own, own] = np.inf
-        dist[own, own ^ 1] = np.inf
-        states[:, w] = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        for first in range(0, n_hap, _DISTANCE_ROWS):
+            rows = np.arange(first, min(first + _DISTANCE_ROWS, n_hap))
+            dist = ones[rows, None] + ones[None, :] - 2.0 * (x[rows] @ x.T)
+            local = rows - first
+            dist[local, rows] = np.inf  # a subject's own two haplotypes are not its references
+            dist[local, rows ^ 1] = np.inf
+            states[rows, w] = np.argpartition(dist, k - 1, axis=1)[:, :k]
     return states
 
 
