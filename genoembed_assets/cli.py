@@ -220,7 +220,9 @@ def _command(args) -> int:
 
         done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device,
                             engine=args.engine, maf_min=args.maf_min, max_missing=args.max_missing)
-        models = (f"no block models needed (engine {args.engine})" if args.engine in ("ld", "hap")
+        from .imputation import UNTRAINED_ENGINES  # loaded by impute_input already
+
+        models = (f"no block models needed (engine {args.engine})" if args.engine in UNTRAINED_ENGINES
                   else f"{done['trained']} block model(s) trained, {done['reused']} reused")
         print(f"wrote {done['out']} (+ .tbi): {done['n_subjects']} subjects x {done['n_variants']} variants, "
               f"{done['n_imputed']} calls imputed; {models} (work folder {done['work']})")
