@@ -90,6 +90,9 @@ def load_blocks(cohort: str, n_blocks: int | None, n_subjects: int, seed: int) -
                 link.symlink_to(KG_VCF)
             ingest_cohort(source, folder, log=lambda message: None)
         label = "1000 Genomes chr20 reference panel (ingested with default QC)"
+    elif cohort.endswith(".npz"):  # blocks saved by --save-blocks (to run where the cohort's files are not)
+        data = np.load(cohort)
+        return [(key, data[key]) for key in data.files][: n_blocks or None], f"blocks saved in {Path(cohort).name}"
     else:
         folder = Path(cohort)
         label = str(folder)
@@ -122,7 +125,7 @@ def _time_to(curve: list[tuple[float, float]], target: float | None) -> float:
     return curve[-1][0] if curve else 0.0
 
 
-def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool = False) -> list[dict]:
+def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool = False, device: str = "cpu") -> list[dict]:
     """One model per block, data in memory, class-major one-hot, masked cross-entropy in one op.
 
     ``fused_ce``: ``F.cross_entropy`` over (batch, 3, variants) with ``ignore_index`` (way
@@ -141,28 +144,29 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
             layers += [nn.Linear(a, b), nn.ReLU()]
         return layers
 
-    classes = torch.arange(3).view(1, 3, 1)
+    classes = torch.arange(3, device=device).view(1, 3, 1)
     results = []
     for block_id, genotypes in blocks:
         torch.manual_seed(config.seed)
         n_snps = genotypes.shape[1]
         train_idx, val_idx, held_np, stop_np = _protocol(genotypes, config, block_id)
-        x_all = torch.as_tensor(genotypes.astype(np.int64))
+        x_all = torch.as_tensor(genotypes.astype(np.int64), device=device)
         x_train, x_val = x_all[train_idx], x_all[val_idx]
-        held, stop = torch.as_tensor(held_np), torch.as_tensor(stop_np)
+        held, stop = torch.as_tensor(held_np, device=device), torch.as_tensor(stop_np, device=device)
         val_visible = (x_val >= 0) & ~held & ~stop
         encoder = nn.Sequential(*mlp([3 * n_snps, *config.hidden_widths]), nn.Linear(config.hidden_widths[-1], 2 * config.latent_size))
         decoder = nn.Sequential(*mlp([config.latent_size, *reversed(config.hidden_widths)]),
                                 nn.Linear(config.hidden_widths[0], 3 * n_snps))
+        encoder, decoder = encoder.to(device), decoder.to(device)
         params = [*encoder.parameters(), *decoder.parameters()]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         # the same block model as genoembed's: the local head on LD partners, fed the decoder's detached logits
         # (written as a competent user would: gather the partners' one-hot calls, one einsum per variant)
         head = None
         if config.head_partners(n_snps):
-            partners = torch.as_tensor(ld_partners(genotypes[train_idx], config.head_partners(n_snps)))
-            head_w = nn.Parameter(torch.zeros(n_snps, partners.shape[1], 3, 3))
-            head_b = nn.Parameter(torch.zeros(3, n_snps))
+            partners = torch.as_tensor(ld_partners(genotypes[train_idx], config.head_partners(n_snps)), device=device)
+            head_w = nn.Parameter(torch.zeros(n_snps, partners.shape[1], 3, 3, device=device))
+            head_b = nn.Parameter(torch.zeros(3, n_snps, device=device))
             head_optimizer = torch.optim.Adam([head_w, head_b], lr=config.local_lr)
             head_best, head_state = math.inf, [head_w.detach().clone(), head_b.detach().clone()]
 
@@ -198,7 +202,7 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
         truth = genotypes[val_idx][held_np]
         for epoch in range(config.max_epochs):
             started = time.perf_counter()
-            order = torch.randperm(n_train)
+            order = torch.randperm(n_train, device=device)
             for i, begin in enumerate(range(0, n_train, batch)):
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, lr=config.lr, warmup_steps=config.lr_warmup_epochs * steps, total_steps=total)
@@ -206,8 +210,8 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
                                  warmup_epochs=config.kl_warmup_epochs, max_epochs=config.max_epochs, n_cycles=config.kl_cycles)
                 x = x_train[order[begin:begin + batch]]
                 observed = x >= 0
-                rate = torch.empty(x.shape[0], 1).uniform_(config.mask_rate_min, config.mask_rate_max)
-                visible = observed & (torch.rand(x.shape) >= rate)
+                rate = torch.empty(x.shape[0], 1, device=device).uniform_(config.mask_rate_min, config.mask_rate_max)
+                visible = observed & (torch.rand(x.shape, device=device) >= rate)
                 recon, kl, _, mean = loss(x, visible, observed, beta, True)
                 optimizer.zero_grad(set_to_none=True)
                 (recon + beta * kl).backward()
@@ -233,9 +237,10 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
                     head_recon = -torch.where(stop, picked, 0.0).sum().item()
                     if head_recon < head_best:
                         head_best, head_state = head_recon, [head_w.detach().clone(), head_b.detach().clone()]
+            _sync(device)
             trained += time.perf_counter() - started
             epochs = epoch + 1
-            curve.append((trained, float((logits.argmax(1).numpy()[held_np] == truth).mean())))  # untimed
+            curve.append((trained, float((logits.argmax(1).cpu().numpy()[held_np] == truth).mean())))  # untimed
             if stop_recon.item() < best:
                 best, best_state, stale = stop_recon.item(), [p.detach().clone() for p in params], 0
             else:
@@ -253,14 +258,14 @@ def train_competent(blocks, config, targets: dict | None = None, fused_ce: bool 
         baseline = np.broadcast_to(mode_baseline(genotypes[train_idx]), held_np.shape)[held_np]
         results.append({
             "block_id": block_id, "n_subjects": genotypes.shape[0], "n_snps": n_snps, "epochs_run": epochs,
-            "heldout_accuracy": float((logits.argmax(1).numpy()[held_np] == truth).mean()),
+            "heldout_accuracy": float((logits.argmax(1).cpu().numpy()[held_np] == truth).mean()),
             "mode_baseline_accuracy": float((baseline == truth).mean()), "n_heldout": int(held_np.sum()),
             "seconds_to_target": _time_to(curve, (targets or {}).get(block_id)),
         })
     return results
 
 
-def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
+def train_loop(blocks, config, targets: dict | None = None, device: str = "cpu") -> list[dict]:
     """One model per block, trained with an ordinary DataLoader loop (the VAE alone: run with ``--no-head``)."""
     if config.local_partners:
         raise SystemExit("way 'loop' trains the VAE alone; compare it with --no-head")
@@ -308,13 +313,13 @@ def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
     for block_id, genotypes in blocks:
         torch.manual_seed(config.seed)
         train_idx, val_idx, held_np, stop_np = _protocol(genotypes, config, block_id)
-        held, stop = torch.as_tensor(held_np), torch.as_tensor(stop_np)
+        held, stop = torch.as_tensor(held_np, device=device), torch.as_tensor(stop_np, device=device)
         x_all = torch.as_tensor(genotypes.astype(np.int64))
-        x_val = x_all[val_idx]
+        x_val = x_all[val_idx].to(device)
         val_visible = (x_val >= 0) & ~held & ~stop
         truth = genotypes[val_idx][held_np]
         trained, curve = 0.0, []
-        model = PlainVAE(genotypes.shape[1])
+        model = PlainVAE(genotypes.shape[1]).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         loader = DataLoader(TensorDataset(x_all[train_idx]), batch_size=config.batch_size, shuffle=True)
         total = config.max_epochs * len(loader)
@@ -323,6 +328,7 @@ def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
             started = time.perf_counter()
             model.train()
             for i, (x,) in enumerate(loader):
+                x = x.to(device)  # the DataLoader yields host batches
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, lr=config.lr, warmup_steps=config.lr_warmup_epochs * len(loader),
                                                 total_steps=total)
@@ -330,8 +336,8 @@ def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
                                  warmup_epochs=config.kl_warmup_epochs, max_epochs=config.max_epochs,
                                  n_cycles=config.kl_cycles)
                 observed = x >= 0
-                rate = torch.empty(x.shape[0], 1).uniform_(config.mask_rate_min, config.mask_rate_max)
-                visible = observed & (torch.rand(x.shape) >= rate)
+                rate = torch.empty(x.shape[0], 1, device=device).uniform_(config.mask_rate_min, config.mask_rate_max)
+                visible = observed & (torch.rand(x.shape, device=device) >= rate)
                 loss, _ = losses(model, x, visible, observed, beta, sample=True)
                 optimizer.zero_grad()
                 loss.backward()
@@ -341,8 +347,9 @@ def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
             with torch.no_grad():
                 # the stop entries' reconstruction at beta 0: the criterion train_blocks stops on
                 val_loss, logits = losses(model, x_val, val_visible, stop, 0.0, sample=False)
+            _sync(device)
             trained += time.perf_counter() - started
-            curve.append((trained, float((logits.argmax(-1).numpy()[held_np] == truth).mean())))  # untimed
+            curve.append((trained, float((logits.argmax(-1).cpu().numpy()[held_np] == truth).mean())))  # untimed
             epochs = epoch + 1
             if val_loss.item() < best:
                 best, best_state, stale = val_loss.item(), copy.deepcopy(model.state_dict()), 0
@@ -354,12 +361,12 @@ def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
         model.eval()
         with torch.no_grad():
             _, logits = losses(model, x_val, val_visible, stop, config.beta, sample=False)
-        predicted = logits.argmax(-1).numpy()
-        baseline = np.broadcast_to(mode_baseline(genotypes[train_idx]), held.shape)[held.numpy()]
+        predicted = logits.argmax(-1).cpu().numpy()
+        baseline = np.broadcast_to(mode_baseline(genotypes[train_idx]), held_np.shape)[held_np]
         results.append({
             "block_id": block_id, "n_subjects": genotypes.shape[0], "n_snps": genotypes.shape[1], "epochs_run": epochs,
-            "heldout_accuracy": float((predicted[held.numpy()] == truth).mean()),
-            "mode_baseline_accuracy": float((baseline == truth).mean()), "n_heldout": int(held.sum()),
+            "heldout_accuracy": float((predicted[held_np] == truth).mean()),
+            "mode_baseline_accuracy": float((baseline == truth).mean()), "n_heldout": int(held_np.sum()),
             "seconds_to_target": _time_to(curve, (targets or {}).get(block_id)),
         })
     return results
@@ -368,14 +375,14 @@ def train_loop(blocks, config, targets: dict | None = None) -> list[dict]:
 # ---------------------------------------------------------------- (b), (d) genoembed
 
 
-def train_single(blocks, config, targets: dict | None = None) -> list[dict]:
+def train_single(blocks, config, targets: dict | None = None, device: str = "cpu") -> list[dict]:
     results: list[dict] = []
     for block in blocks:
-        results += train_genoembed([block], config, targets)
+        results += train_genoembed([block], config, targets, device)
     return results
 
 
-def train_genoembed(blocks, config, targets: dict | None = None) -> list[dict]:
+def train_genoembed(blocks, config, targets: dict | None = None, device: str = "cpu") -> list[dict]:
     """``train_blocks`` over ``blocks``; time to target from each block's curve (``heldout_acc``, ``seconds``).
 
     Blocks of one group train together, so a group reaches its targets when its
@@ -392,7 +399,7 @@ def train_genoembed(blocks, config, targets: dict | None = None) -> list[dict]:
         results.append({"block_id": fit.block_id, **fit.metrics})
         curves[fit.block_id] = list(zip(fit.curve["seconds"], fit.curve["heldout_acc"]))
 
-    train_blocks(blocks, config, device="cpu", on_fit=keep)
+    train_blocks(blocks, config, device=device, on_fit=keep)
     by_id = {r["block_id"]: r for r in results}
     groups = _group_blocks([g.shape[1] for _, g in blocks], [g.shape[0] for _, g in blocks])
     for members in groups:
@@ -404,6 +411,14 @@ def train_genoembed(blocks, config, targets: dict | None = None) -> list[dict]:
 
 
 # ---------------------------------------------------------------- driver
+
+
+def _sync(device: str) -> None:
+    """Wait for queued GPU work, so a timer read after it counts that work."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def rss_mb() -> float:
@@ -429,8 +444,8 @@ def worker(args) -> None:
     started = time.perf_counter()
     targets = json.loads(Path(args.targets).read_text()) if args.targets else None
     ways = {"loop": train_loop, "competent": train_competent, "single": train_single, "genoembed": train_genoembed,
-            "competent_ce": lambda b, c, t: train_competent(b, c, t, fused_ce=True)}
-    results = ways[args.worker](blocks, config, targets)
+            "competent_ce": lambda b, c, t, device: train_competent(b, c, t, fused_ce=True, device=device)}
+    results = ways[args.worker](blocks, config, targets, device=args.device)
     seconds = time.perf_counter() - started
     genotype_epochs = sum(r["n_subjects"] * r["n_snps"] * r["epochs_run"] for r in results)
     weights = np.array([r["n_heldout"] for r in results], dtype=float)
@@ -442,6 +457,8 @@ def worker(args) -> None:
         "mean_epochs": float(np.mean([r["epochs_run"] for r in results])),
         "seconds_to_target": float(sum(r["seconds_to_target"] for r in results)) if "seconds_to_target" in results[0] else seconds,
         "per_block_accuracy": {r["block_id"]: r["heldout_accuracy"] for r in results},
+        "device": args.device,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.device(args.device).type == "cuda" else 0.0,
     }))
 
 
@@ -461,6 +478,9 @@ def main(argv=None) -> int:
     parser.add_argument("--with-baselines", action="store_true",
                         help="time genoembed with the PCA/kNN/LD-rule scoring it does per block (the loops do none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device for every way (cpu, cuda); default cpu")
+    parser.add_argument("--save-blocks", type=Path, default=None,
+                        help="save the cohort's blocks to this .npz (pass it as --cohort elsewhere) and stop")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
@@ -471,10 +491,14 @@ def main(argv=None) -> int:
         return 0
 
     blocks, label = load_blocks(args.cohort, args.blocks, args.subjects, args.seed)
+    if args.save_blocks:
+        np.savez_compressed(args.save_blocks, **dict(blocks))
+        print(f"saved {len(blocks)} blocks to {args.save_blocks}")
+        return 0
     widths = [g.shape[1] for _, g in blocks]
     print(f"cohort: {label}; {len(blocks)} blocks x {blocks[0][1].shape[0]} subjects, "
           f"{min(widths)}-{max(widths)} variants (median {int(np.median(widths))}); preset {args.preset}; "
-          f"{args.threads} torch threads; {os.cpu_count()} CPUs", flush=True)
+          f"{args.threads} torch threads; {os.cpu_count()} CPUs; device {args.device}", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(suffix=".npz", dir=CACHE) as handle:
         np.savez(handle, **dict(blocks))
@@ -483,7 +507,7 @@ def main(argv=None) -> int:
         targets = Path(handle.name + ".targets.json")
         for way in args.ways.split(","):
             command = [sys.executable, __file__, "--worker", way, "--data", handle.name, "--preset", args.preset,
-                       "--threads", str(args.threads)] + (["--epochs", str(args.epochs)] if args.epochs else []) + \
+                       "--threads", str(args.threads), "--device", args.device] + (["--epochs", str(args.epochs)] if args.epochs else []) + \
                 ["--no-head"] * args.no_head + ["--with-baselines"] * args.with_baselines
             if targets.exists():
                 command += ["--targets", str(targets)]
@@ -497,7 +521,7 @@ def main(argv=None) -> int:
                 targets.write_text(json.dumps(r["per_block_accuracy"]))
             print(f"{way:>9}: {r['genotype_epochs_per_s']:,.0f} genotype-epochs/s ({r['seconds']:.1f} s, "
                   f"{r['mean_epochs']:.1f} epochs/block), peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"(before training {r['rss_before_training_mb']:.0f} MB), held-out acc {r['heldout_accuracy']:.4f} "
+                  f"(before training {r['rss_before_training_mb']:.0f} MB{', GPU peak %.0f MB' % r['peak_gpu_mb'] if r['peak_gpu_mb'] else ''}), held-out acc {r['heldout_accuracy']:.4f} "
                   f"vs mode baseline {r['mode_baseline_accuracy']:.4f}; time to genoembed's accuracy "
                   f"{r['seconds_to_target']:.1f} s", flush=True)
         targets.unlink(missing_ok=True)
@@ -511,7 +535,7 @@ def main(argv=None) -> int:
                       f"{100 * (g['heldout_accuracy'] - r['heldout_accuracy']):+.2f} points")
     if args.json:
         args.json.write_text(json.dumps({"cohort": label, "blocks": len(blocks), "preset": args.preset,
-                                         "threads": args.threads, "results": rows}, indent=2))
+                                         "threads": args.threads, "device": args.device, "results": rows}, indent=2))
     return 0
 
 
