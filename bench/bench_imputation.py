@@ -23,7 +23,8 @@ Peers:
 * ``genoembed``: ``genoembed impute`` (``cli_impute.impute_input``) with its defaults
   (engine ``ld``: each block's LD-neighbour rule, nothing trained, every variant written),
   scored from the written GT and DS; ``genoembed_hap`` phases each block and averages haplotype
-  copying with the rule (engine ``hap``, nothing trained); ``genoembed_blend`` trains the block VAEs (preset
+  copying with the rule (engine ``hap``, 2 phasings averaged, nothing trained; ``genoembed_hap4``: 4
+  phasings, ``--hap-runs 4``); ``genoembed_blend`` trains the block VAEs (preset
   ``--preset``, training timed) and blends them with the rule (engine ``blend``);
   ``genoembed_vae`` is the VAEs alone (engine ``vae``, the first version's imputer).
 
@@ -52,9 +53,12 @@ sys.path.insert(0, str(ROOT))
 
 KG = ROOT / "data" / "1kg_chr20"
 PANELS = ("reference.vcf.gz", "unphased.vcf.gz")
-PEERS = ("mode", "knn", "svd", "beagle", "genoembed", "genoembed_hap", "genoembed_blend", "genoembed_vae")
+PEERS = ("mode", "knn", "svd", "beagle", "genoembed", "genoembed_hap", "genoembed_hap4", "genoembed_blend", "genoembed_vae")
 #: genoembed peer -> its ``--engine`` (see ``imputation.ENGINES``)
-ENGINE_OF = {"genoembed": "ld", "genoembed_hap": "hap", "genoembed_blend": "blend", "genoembed_vae": "vae"}
+ENGINE_OF = {"genoembed": "ld", "genoembed_hap": "hap", "genoembed_hap4": "hap", "genoembed_blend": "blend",
+             "genoembed_vae": "vae"}
+#: genoembed peer -> ``--hap-runs`` (None: the default)
+HAP_RUNS_OF = {"genoembed_hap4": 4}
 BINS = ((0.01, 0.05), (0.05, 0.2), (0.2, 0.5000001))
 MASK_RATE = 0.05
 MAF_MIN = 0.01
@@ -149,14 +153,15 @@ def _beagle(masked: Path, out_dir: Path, threads: int) -> tuple[np.ndarray, np.n
     return pos, dose.astype(np.float32)
 
 
-def _genoembed(masked: Path, out_dir: Path, preset: str, engine: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _genoembed(masked: Path, out_dir: Path, preset: str, engine: str,
+               hap_runs: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from cyvcf2 import VCF
 
     from genoembed_assets.cli_impute import impute_input
     from genoembed_assets.genotypes.vcf import dosage_from_gt
 
     out = out_dir / "genoembed.vcf.gz"
-    impute_input(masked, out, work=out_dir / "work", preset=preset, device="cpu", engine=engine,
+    impute_input(masked, out, work=out_dir / "work", preset=preset, device="cpu", engine=engine, hap_runs=hap_runs,
                  log=lambda m: None)
     vcf = VCF(str(out))
     pos, gt, ds = [], [], []
@@ -184,7 +189,8 @@ def worker(args) -> None:
         pos, ds = _beagle(masked, out_dir, args.threads)
         gt = ds
     else:
-        pos, gt, ds = _genoembed(masked, out_dir, args.preset, ENGINE_OF[args.worker])
+        pos, gt, ds = _genoembed(masked, out_dir, args.preset, ENGINE_OF[args.worker],
+                                  HAP_RUNS_OF.get(args.worker))
     seconds = time.perf_counter() - start
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     np.savez_compressed(out_dir / "calls.npz", gt=gt, ds=ds, pos=np.array([]) if pos is None else pos)

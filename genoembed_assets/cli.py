@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                      "haplotype copying averaged with it (hap: phases each block, more accurate, about 2x the "
                      "time; nothing to train), the block VAE blended with the rule (trains or reuses the block "
                      "models), or the VAE alone")
+    imp.add_argument("--hap-runs", type=int, default=None, metavar="N",
+                     help="--engine hap: independent phasings averaged (default 2; each costs one phasing's "
+                     "time; 1 to 4 scored 0.986-0.989 concordance on 1000 Genomes chr20)")
     imp.add_argument("--maf-min", type=float, default=None,
                      help="ingest QC: variants under this MAF are dropped from the output "
                      "(default 0 for --engine ld, so every variant comes back; 0.01 when block models are trained)")
@@ -219,7 +222,8 @@ def _command(args) -> int:
         from .cli_impute import impute_input
 
         done = impute_input(args.input, args.output, work=args.work, preset=args.preset, device=args.device,
-                            engine=args.engine, maf_min=args.maf_min, max_missing=args.max_missing)
+                            engine=args.engine, maf_min=args.maf_min, max_missing=args.max_missing,
+                            hap_runs=args.hap_runs)
         from .imputation import UNTRAINED_ENGINES  # loaded by impute_input already
 
         models = (f"no block models needed (engine {args.engine})" if args.engine in UNTRAINED_ENGINES

@@ -52,6 +52,7 @@ def impute_input(
     maf_min: float | None = None,
     max_missing: float | None = None,
     engine: str = "ld",
+    hap_runs: int | None = None,
     log: Callable[[str], object] = print,
 ) -> dict:
     """Ingest ``inp``, train (or reuse) its block models, write the imputed VCF ``out``.
@@ -62,7 +63,8 @@ def impute_input(
     ``blend`` and ``vae`` train or reuse the block VAEs. On the 1000 Genomes
     chr20 panels ``ld`` scores 0.980 concordance in 33 s, ``hap`` 0.987 in 73 s,
     ``blend`` 0.979 in about 81 s and Beagle 0.990 in 147 s
-    (``docs/benchmarks.md``).
+    (``docs/benchmarks.md``). ``hap_runs``: phasings averaged by ``hap``
+    (default :class:`HaplotypeConfig`'s, 2).
 
     ``maf_min`` and ``max_missing`` are the ingest QC; variants failing them
     are not written. Defaults for ``ld`` and ``hap``: 0 and 1, so every biallelic variant
@@ -78,6 +80,7 @@ def impute_input(
     from .genotypes.ingest import ingest_cohort
     from .imputation import UNTRAINED_ENGINES, check_engine, impute_cohort
     from .models import PRESETS
+    from .models._haplotype_copying import HaplotypeConfig
 
     inp, out = Path(inp), Path(out)
     if not inp.exists():
@@ -85,6 +88,7 @@ def impute_input(
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     check_engine(engine)  # before the ingest, which can take minutes
+    haplotypes = HaplotypeConfig() if hap_runs is None else HaplotypeConfig(runs=hap_runs)  # checks the value
     work = Path(work) if work is not None else work_dir_for(out)
     if maf_min is None:
         maf_min = 0.0 if engine in UNTRAINED_ENGINES else 0.01
@@ -108,7 +112,8 @@ def impute_input(
     seconds["train"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    table = impute_cohort(input_dir, work / "phase1", out, device=device or "cpu", engine=engine, log=log)
+    table = impute_cohort(input_dir, work / "phase1", out, device=device or "cpu", engine=engine,
+                          haplotypes=haplotypes, log=log)
     seconds["impute"] = time.perf_counter() - start
     return {"out": out, "index": Path(f"{out}.tbi"), "work": work, "n_subjects": len(layout.read_subjects(input_dir)),
             "n_variants": int(table["n_snps"].sum()), "n_variants_dropped_by_qc": report.n_variants_in - report.n_variants_kept,

@@ -23,8 +23,8 @@ from .genotypes.errors import CohortInputError
 from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
 from .models import BlockVAEConfig, load_block_model, split_subjects
-from .models._haplotype_copying import HaplotypeConfig, phase_and_impute
-from .models._impute import DEFAULT_DRAWS, haplotype_gp, impute_block
+from .models._haplotype_copying import HaplotypeConfig, copying_gp
+from .models._impute import DEFAULT_DRAWS, impute_block
 from .models._ld_neighbours import LDNeighbourConfig
 
 __all__ = ["ENGINES", "SIMULATED_VARIANTS", "UNTRAINED_ENGINES", "check_engine", "impute_cohort"]
@@ -94,8 +94,9 @@ def impute_cohort(
         ``blend`` (the block VAE and the LD-neighbour rule, weighted per block),
         ``vae`` (the block VAE alone), ``ld`` (the LD-neighbour rule alone: no
         trained model needed) or ``hap`` (the block phased and its haplotypes
-        copied from each other, :mod:`models._haplotype_copying`, averaged with
-        the LD-neighbour rule: no trained model needed).
+        copied from each other, ``haplotypes.runs`` times,
+        :mod:`models._haplotype_copying`, averaged with the LD-neighbour rule:
+        no trained model needed).
     local
         Settings of the LD-neighbour rule.
     haplotypes
@@ -136,8 +137,7 @@ def impute_cohort(
             model = held_out = None
             copied = None
             if engine == "hap" and (genotypes < 0).any():  # phasing costs seconds; skip blocks with nothing to fill
-                p1, p2 = phase_and_impute(genotypes, sites[row["block_id"]]["pos"].to_numpy(), haplotypes)
-                copied = haplotype_gp(p1, p2)
+                copied = copying_gp(genotypes, sites[row["block_id"]]["pos"].to_numpy(), haplotypes)
             elif engine != "ld":
                 config = _model_config(block_dir)
                 model = load_block_model(block_dir, config, genotypes.shape[1], device=device)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genoembed_assets.models._baselines import knn_dosage, mode_dosage
-from genoembed_assets.models._haplotype_copying import HaplotypeConfig, phase_and_impute
+from genoembed_assets.models._haplotype_copying import HaplotypeConfig, copying_gp, phase_and_impute
 from genoembed_assets.models._impute import haplotype_gp, impute_block
 
 
@@ -68,7 +68,7 @@ def test_hidden_calls_beat_the_baselines_and_the_mix_beats_the_ld_rule(cohort):
         "mode": (np.rint(mode_dosage(shown)) == truth)[hidden].mean(),
         "knn": (np.rint(knn_dosage(shown)) == truth)[hidden].mean(),
     }
-    assert scores["copying"] > 0.92, scores  # measured 0.946; mix 0.936, LD rule 0.862, kNN 0.791
+    assert scores["copying"] > 0.92, scores  # measured 0.946; mix 0.948, LD rule 0.862, kNN 0.791
     assert scores["copying"] > max(scores["mode"], scores["knn"]), scores
     assert scores["mix"] > scores["ld"], scores
 
@@ -81,6 +81,35 @@ def test_mix_keeps_observed_calls_and_its_probabilities_are_consistent(cohort):
     np.testing.assert_array_equal(calls.imputed, ~observed)
     np.testing.assert_allclose(calls.gp.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(calls.gt, calls.gp.argmax(-1))
+
+
+def test_runs_averaged_fill_more_hidden_calls_than_one(cohort):
+    _, truth, shown, positions, p1, p2 = cohort
+    hidden = shown < 0
+    one = haplotype_gp(p1, p2)
+    np.testing.assert_array_equal(copying_gp(shown, positions, HaplotypeConfig(runs=1)), one)  # run 0 is the phasing
+    four = copying_gp(shown, positions, HaplotypeConfig(runs=4))
+    observed = ~hidden
+    np.testing.assert_array_equal(four[observed].argmax(-1), shown[observed])
+    np.testing.assert_allclose(four[observed].max(-1), 1.0)  # every run keeps the observed calls
+    np.testing.assert_allclose(four.sum(-1), 1.0, atol=1e-5)
+    accuracy = {name: (gp.argmax(-1) == truth)[hidden].mean() for name, gp in (("one", one), ("four", four))}
+    # measured 0.946 -> 0.955, and 0.949 -> 0.953 with another compilation of the kernels (sums
+    # reassociated otherwise flip a few phase decisions; chr20: 0.986 -> 0.989 copying alone)
+    assert accuracy["four"] > max(accuracy["one"], 0.95), accuracy
+
+
+def test_shifted_windows_tile_every_marker_once():
+    from genoembed_assets.models._haplotype_copying import _windows
+
+    for shift in (0, 1, 37, 99, 100, 250):
+        lo, hi, core_lo, core_hi = _windows(230, 100, 20, shift)
+        cover = np.zeros(230, int)
+        for a, b in zip(core_lo, core_hi):
+            cover[a:b] += 1
+        np.testing.assert_array_equal(cover, 1)
+        assert (lo == np.maximum(core_lo - 20, 0)).all() and (hi == np.minimum(core_hi + 20, 230)).all()
+    assert _windows(230, 100, 20, 37)[2].tolist() == [0, 37, 137]
 
 
 def test_states_chosen_in_row_chunks_match_one_product(monkeypatch):
@@ -110,6 +139,8 @@ def test_without_positions_and_with_few_subjects_it_still_runs():
 def test_bad_settings_and_inputs_are_named():
     with pytest.raises(ValueError, match="HaplotypeConfig.states must be >= 1"):
         HaplotypeConfig(states=0)
+    with pytest.raises(ValueError, match="HaplotypeConfig.runs must be >= 1"):
+        HaplotypeConfig(runs=0)
     with pytest.raises(ValueError, match="HaplotypeConfig.refine must be >= 0"):
         HaplotypeConfig(refine=-1)
     with pytest.raises(ValueError, match="mismatch must be in"):

@@ -47,7 +47,7 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["HaplotypeConfig", "phase_and_impute"]
+__all__ = ["HaplotypeConfig", "copying_gp", "haplotype_gp", "phase_and_impute"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,11 @@ class HaplotypeConfig:
     marker_switch
         Switch probability between neighbouring markers when positions are unusable.
     seed
-        Seed of the initial phase and alleles.
+        Seed of the initial phase and alleles (run r uses ``seed + r``).
+    runs
+        Independent phasings whose genotype probabilities are averaged
+        (:func:`copying_gp`); run r starts from its own random phase and shifts
+        its windows by ``r * window / runs`` markers.
     """
 
     states: int = 64
@@ -85,9 +89,10 @@ class HaplotypeConfig:
     marker_switch: float = 0.02
     refine: int = 4
     seed: int = 0
+    runs: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("states", "window", "iterations"):
+        for name in ("states", "window", "iterations", "runs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"HaplotypeConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("overlap", "refine"):
@@ -259,10 +264,15 @@ def _junction_kernel(hap_t, obs, states, lo, hi, core_lo, core_hi, rho, eps, lon
             g_par ^= par
 
 
-def _windows(n: int, window: int, overlap: int) -> tuple[np.ndarray, ...]:
-    """(lo, hi, core_lo, core_hi): windows tiling n markers, each run over its core and ``overlap`` a side."""
-    core_lo = np.arange(0, n, window, dtype=np.int64)
-    core_hi = np.minimum(core_lo + window, n)
+def _windows(n: int, window: int, overlap: int, shift: int = 0) -> tuple[np.ndarray, ...]:
+    """(lo, hi, core_lo, core_hi): windows tiling n markers, each run over its core and ``overlap`` a side.
+
+    ``shift`` moves every core boundary but the first right by that many markers.
+    """
+    shift %= window
+    core_lo = np.arange(0, n, window, dtype=np.int64) if shift == 0 else \
+        np.concatenate([[0], np.arange(shift, n, window)]).astype(np.int64)
+    core_hi = np.append(core_lo[1:], n)
     return np.maximum(core_lo - overlap, 0), np.minimum(core_hi + overlap, n), core_lo, core_hi
 
 
@@ -304,9 +314,9 @@ def _switch_rates(positions, n_markers: int, config: HaplotypeConfig, n_states: 
 
 def phase_and_impute(
     genotypes: np.ndarray, positions: np.ndarray | None = None, config: HaplotypeConfig = HaplotypeConfig(),
-    on_iteration: Callable[[int, np.ndarray, np.ndarray], object] | None = None,
+    on_iteration: Callable[[int, np.ndarray, np.ndarray], object] | None = None, *, run: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Phase a block and return (p1, p2): each subject's two haplotypes' ALT probabilities.
+    """Phase a block once and return (p1, p2): each subject's two haplotypes' ALT probabilities.
 
     Parameters
     ----------
@@ -319,6 +329,8 @@ def phase_and_impute(
         See :class:`HaplotypeConfig`.
     on_iteration
         Called with (iteration, p1, p2) after every iteration (benchmarks score each).
+    run
+        Which of ``config.runs`` independent runs (its seed and window offset; see :func:`copying_gp`).
 
     Returns
     -------
@@ -333,7 +345,7 @@ def phase_and_impute(
     n, m = g.shape
     if m == 0:
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.float32)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed + run)
     missing, het = g < 0, g == 1
     freq = np.where(missing, 0, g).sum(0) / np.maximum(2 * (~missing).sum(0), 1)
     first = np.where(het, rng.random((n, m)) < 0.5, g == 2)
@@ -341,7 +353,7 @@ def phase_and_impute(
     hap = np.empty((2 * n, m), dtype=np.int8)
     hap[0::2] = np.where(missing, draw[0], first)
     hap[1::2] = np.where(missing, draw[1], np.where(het, ~first, g == 2))
-    lo, hi, core_lo, core_hi = _windows(m, config.window, config.overlap)
+    lo, hi, core_lo, core_hi = _windows(m, config.window, config.overlap, run * config.window // config.runs)
     rho = _switch_rates(positions, m, config, min(config.states, 2 * n - 2))
     longest = int((hi - lo).max()) if len(lo) else 0  # the kernels' per-window buffers
     het2, missing2 = np.repeat(het, 2, axis=0), np.repeat(missing, 2, axis=0)
@@ -368,3 +380,32 @@ def phase_and_impute(
         if on_iteration:
             on_iteration(it, p1, p2)
     return np.where(missing, p1, hap[0::2]).astype(np.float32), np.where(missing, p2, hap[1::2]).astype(np.float32)
+
+
+def haplotype_gp(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """Genotype probabilities (subjects, variants, 3) from two haplotypes' ALT probabilities."""
+    return np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + (1 - p1) * p2, p1 * p2], axis=-1).astype(np.float32)
+
+
+def copying_gp(
+    genotypes: np.ndarray, positions: np.ndarray | None = None, config: HaplotypeConfig = HaplotypeConfig(),
+    on_run: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """Genotype probabilities (subjects, markers, 3), averaged over ``config.runs`` phasings.
+
+    One phasing is one guess; where it is wrong, so is every call it fills.
+    Runs started from other random phases, with windows cut elsewhere, err on
+    other calls, and their mean is closer to the posterior over phase. On the
+    chr20 panels, copying alone: 0.986 (1 run), 0.988 (2), 0.989 (4), at 1x,
+    2x and 4x the time; on the first 6,000 markers window offsets alone (one
+    seed) gave as much as new seeds. On two simulated cohorts never tuned on the
+    gain was smaller: +0.0005 and +0.0008 with 4 runs. Observed calls keep
+    probability 1 (every run keeps them).
+    """
+    gp = None
+    for run in range(config.runs):
+        part = haplotype_gp(*phase_and_impute(genotypes, positions, config, run=run))
+        gp = part if gp is None else gp + part
+        if on_run:
+            on_run(run)
+    return gp / np.float32(config.runs)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ._block_vae import BlockVAE
+from ._haplotype_copying import haplotype_gp
 from ._keys import GENOTYPE_CLASSES, TENSOR_KEYS
 from ._ld_neighbours import LDNeighbourConfig, ld_neighbour_probs
 
@@ -174,9 +175,10 @@ def blend_weight(
     return float(BLEND_GRID[int(np.argmin(losses))])
 
 
-def haplotype_gp(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
-    """Genotype probabilities (subjects, variants, 3) from two haplotypes' ALT probabilities."""
-    return np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + (1 - p1) * p2, p1 * p2], axis=-1).astype(np.float32)
+#: Share of the haplotype-copying probabilities where they are averaged with the LD-neighbour rule's.
+#: On chr20 (first 6,000 markers, 4 runs) 0.8 scored 0.9905, 0.5 0.9878, copying alone 0.9904;
+#: with one run 0.5 and 0.8 tied (0.9877).
+COPIED_WEIGHT = 0.8
 
 
 def impute_block(
@@ -227,7 +229,7 @@ def impute_block(
         if weight < 1:
             rule = ld_neighbour_probs(genotypes, config=local)[imputed]
             if copied is not None:
-                rule = 0.5 * rule + 0.5 * copied[imputed]
+                rule = (1 - COPIED_WEIGHT) * rule + COPIED_WEIGHT * copied[imputed]
             gp[imputed] += (1 - weight) * rule
     observed = ~imputed
     gp[observed, genotypes[observed]] = 1.0

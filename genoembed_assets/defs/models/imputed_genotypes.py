@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 
 from ...imputation import check_engine, impute_cohort
+from ...models._haplotype_copying import HaplotypeConfig
 from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
 from ..partitions import all_blocks_of_cohort, cohort_partitions
@@ -32,6 +33,7 @@ class ImputationConfig(dg.Config):
     """
 
     engine: str = "blend"
+    hap_runs: int = HaplotypeConfig.runs  # engine hap: independent phasings averaged
 
 
 def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
@@ -56,6 +58,7 @@ def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
 def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfig, storage: GenoembedStorage,
                       compute: ComputeResource) -> dg.MaterializeResult:
     check_engine(config.engine)  # before anything is read
+    haplotypes = HaplotypeConfig(runs=config.hap_runs)  # a bad value fails here, naming the field
     cohort = context.partition_key
     record = projection_record(storage, cohort)
     if record is not None:
@@ -72,7 +75,8 @@ def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfi
     out = imputed_vcf_path(storage, cohort)
     start = time.perf_counter()
     table = impute_cohort(storage.input_dir(cohort), storage.phase1_dir(cohort), out,
-                          device=compute.torch_device(), engine=config.engine, log=context.log.info)
+                          device=compute.torch_device(), engine=config.engine, haplotypes=haplotypes,
+                          log=context.log.info)
     seconds = time.perf_counter() - start
     context.log.info(f"{cohort}: {int(table['n_imputed'].sum())} calls imputed -> {out}")
     low = table[table["dr2_mean"] < MIN_MEAN_DR2]
