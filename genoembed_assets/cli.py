@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="Phase 1 training preset (default: impute)")
     imp.add_argument("--engine", default="ld", choices=["ld", "hap", "blend", "vae"],
                      help="what fills a call: the LD-neighbour rule of each block (default; nothing to train), "
-                     "haplotype copying averaged with it (hap: phases each block, more accurate, about 2x the "
+                     "haplotype copying mixed with it (hap: phases each block twice, more accurate, about 5x the "
                      "time; nothing to train), the block VAE blended with the rule (trains or reuses the block "
                      "models), or the VAE alone")
     imp.add_argument("--hap-runs", type=int, default=None, metavar="N",

@@ -203,11 +203,12 @@ def impute_block(
         The subjects the model never trained on (its validation subjects), whose
         calls choose the blend weight (:func:`blend_weight`); None: every subject.
     copied
-        Genotype probabilities of the haplotype-copying model (:func:`haplotype_gp`),
-        averaged half and half with the LD-neighbour rule's. On the chr20
-        benchmark the mean scored 0.987 against 0.980 for the rule and 0.986 for
-        copying alone, with higher r² at MAF 1-5% than either (0.813, against
-        0.748 and 0.782): the two err on different calls.
+        Genotype probabilities of the haplotype-copying model (``_haplotype_copying.copying_gp``),
+        mixed with the LD-neighbour rule's at :data:`COPIED_WEIGHT`. With one
+        phasing, on the chr20 benchmark, the half-and-half mean scored 0.987
+        against 0.980 for the rule and 0.986 for copying alone, with higher r² at
+        MAF 1-5% than either (0.813, against 0.748 and 0.782): the two err on
+        different calls. Averaged over runs the copying is the better half.
     """
     if model is None and local is None:
         raise ValueError("impute_block needs a block model, the LD-neighbour rule, or both")
