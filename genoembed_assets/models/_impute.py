@@ -176,8 +176,8 @@ def blend_weight(
 
 
 #: Share of the haplotype-copying probabilities where they are averaged with the LD-neighbour rule's.
-#: On chr20 (first 6,000 markers, 4 runs) 0.8 scored 0.9905, 0.5 0.9878, copying alone 0.9904;
-#: with one run 0.5 and 0.8 tied (0.9877).
+#: On all chr20 markers with 2 runs, 0.8 scored 0.9888, 0.5 0.9870, copying alone 0.9880; with
+#: one run (first 6,000 markers) 0.5 and 0.8 tied (0.9877).
 COPIED_WEIGHT = 0.8
 
 
