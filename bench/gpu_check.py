@@ -54,22 +54,15 @@ def phase1(n_subjects: int, n_blocks: int, preset: str, devices=("cpu", "cuda"))
         seconds = time.perf_counter() - started
         out[device] = {"seconds": seconds,
                        "heldout_accuracy": {f.block_id: f.metrics["heldout_accuracy"] for f in fits[device]},
-                       "pca_accuracy": {f.block_id: f.metrics.get("pca_accuracy") for f in fits[device]},
                        "epochs": {f.block_id: f.metrics["epochs_run"] for f in fits[device]}}
     for block_id, cpu in out[devices[0]]["heldout_accuracy"].items():
         gpu = out[devices[1]]["heldout_accuracy"][block_id]
         if abs(gpu - cpu) > ACCURACY_TOLERANCE:
-            problems.append(f"block {block_id}: held-out accuracy cpu {cpu:.4f} vs cuda {gpu:.4f}")
-    # one trained model, moved between devices: the same probabilities up to float rounding
+            problems.append(f"block {block_id}: held-out accuracy {devices[0]} {cpu:.4f} vs {devices[1]} {gpu:.4f}")
+    # one trained model, moved between devices: the decoded posterior mean agrees up to float rounding
+    # (posterior draws come from each device's own random stream, so they are not compared)
     fit = fits[devices[1]][0]
     genotypes = dict(blocks)[fit.block_id]
-    gp = {}
-    for device in devices:
-        model = BlockVAE.from_config(config, genotypes.shape[1])
-        model.load_state_dict(fit.state_dict)
-        gp[device] = posterior_predictive(model.to(device), genotypes, n_draws=8, seed=0)
-    out["gp_max_abs_difference"] = float(np.abs(gp[devices[0]] - gp[devices[1]]).max())
-    # posterior draws come from each device's own random stream; the decoded mean must agree exactly
     mean = {}
     for device in devices:
         model = BlockVAE.from_config(config, genotypes.shape[1])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from genoembed_assets.models._baselines import knn_dosage, mode_dosage
-from genoembed_assets.models._haplotype_copying import HaplotypeConfig, copying_gp, phase_and_impute
-from genoembed_assets.models._impute import haplotype_gp, impute_block
+from genoembed_assets.models._haplotype_copying import HaplotypeConfig, copying_gp, haplotype_gp, phase_and_impute
+from genoembed_assets.models._impute import impute_block
 
 
 def _mosaic_cohort(n_subjects=300, n_markers=400, n_founders=16, seed=0, hidden=0.05):

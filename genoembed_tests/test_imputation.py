@@ -220,6 +220,19 @@ def test_cli_names_a_missing_input(tmp_path, capsys):
     assert "absent.vcf.gz" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--hap-runs", "2"], "--hap-runs applies to --engine hap only (got --engine ld)"),
+    (["--engine", "hap", "--hap-runs", "0"], "--hap-runs must be at least 1, got 0"),
+], ids=["without_hap", "zero"])
+def test_cli_names_a_wrong_hap_runs_before_reading_anything(tmp_path, capsys, extra, message):
+    out = tmp_path / "out.vcf.gz"
+    code = main(["impute", str(tmp_path / "absent.vcf.gz"), str(out), *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "fix:" in err, err
+    assert list(tmp_path.iterdir()) == []  # no work folder, no output
+
+
 def test_demo_pipeline_writes_the_imputed_vcf(demo_pipeline):
     out = demo_pipeline.results / "imputed" / "demo.imputed.vcf.gz"
     assert out.exists() and (out.parent / "demo.imputed.vcf.gz.tbi").exists()

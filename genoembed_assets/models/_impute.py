@@ -31,11 +31,10 @@ import numpy as np
 import torch
 
 from ._block_vae import BlockVAE
-from ._haplotype_copying import haplotype_gp
 from ._keys import GENOTYPE_CLASSES, TENSOR_KEYS
 from ._ld_neighbours import LDNeighbourConfig, ld_neighbour_probs
 
-__all__ = ["ImputedBlock", "blend_weight", "dosage_r2", "haplotype_gp", "impute_block", "posterior_predictive"]
+__all__ = ["ImputedBlock", "blend_weight", "dosage_r2", "impute_block", "posterior_predictive"]
 
 DEFAULT_DRAWS = 16
 _CHUNK = 1024
