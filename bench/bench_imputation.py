@@ -28,9 +28,14 @@ Peers:
   ``--preset``, training timed) and blends them with the rule (engine ``blend``);
   ``genoembed_vae`` is the VAEs alone (engine ``vae``, the first version's imputer).
 
+``--vcf`` runs the same comparison on another cohort, such as a simulated one
+written by ``bench/cohort_vcf.py`` (cohorts nothing was tuned on).
+
 Example::
 
     python bench/bench_imputation.py --repeats 3 --threads 2
+    python bench/cohort_vcf.py OutOfAfrica_3G09 800 4242 /tmp/ooa.vcf.gz
+    python bench/bench_imputation.py --vcf /tmp/ooa.vcf.gz --work /tmp/bench_ooa --peers beagle genoembed_hap
 """
 
 from __future__ import annotations
@@ -88,25 +93,33 @@ def _read_dosages(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return samples, np.array(pos), np.stack(rows)
 
 
-def prepare(work: Path, seed: int) -> dict:
-    """Merged panels, the masked VCF and the truth of the hidden calls (cached in ``work``)."""
+def prepare(work: Path, seed: int, vcf: Path | None = None) -> dict:
+    """The cohort (merged chr20 panels, or ``vcf``), its masked VCF and the truth of the hidden calls (cached in ``work``)."""
     work.mkdir(parents=True, exist_ok=True)
     masked = work / "masked.vcf.gz"
     truth_file = work / "truth.npz"
-    if masked.exists() and truth_file.exists() and np.load(truth_file)["pos"].dtype.kind == "U":
-        return {"masked": masked, "truth": truth_file}  # (a cache keyed by position alone is rebuilt)
+    source = "1kg_chr20" if vcf is None else str(Path(vcf).resolve())
+    if masked.exists() and truth_file.exists():
+        cached = np.load(truth_file)
+        # (a cache keyed by position alone is rebuilt; caches from before --vcf were chr20's)
+        if cached["pos"].dtype.kind == "U" and str(cached.get("source", "1kg_chr20")) == source:
+            return {"masked": masked, "truth": truth_file}
     merged = work / "merged.vcf.gz"
-    for name in PANELS:
-        shutil.copy(KG / name, work / name)
-        subprocess.run(["bcftools", "index", "-f", str(work / name)], check=True)
-    subprocess.run(["bcftools", "merge", "-Oz", "-o", str(merged), *[str(work / n) for n in PANELS]], check=True)
+    if vcf is None:
+        for name in PANELS:
+            shutil.copy(KG / name, work / name)
+            subprocess.run(["bcftools", "index", "-f", str(work / name)], check=True)
+        subprocess.run(["bcftools", "merge", "-Oz", "-o", str(merged), *[str(work / n) for n in PANELS]], check=True)
+    else:
+        subprocess.run(["bcftools", "view", "-Oz", "-o", str(merged), str(vcf)], check=True)
     samples, pos, dose = _read_dosages(merged)
     p = np.where(dose >= 0, dose, 0).sum(1) / (2 * np.maximum((dose >= 0).sum(1), 1))
     maf = np.minimum(p, 1 - p)
     rng = np.random.default_rng(seed)
     hide = (rng.random(dose.shape) < MASK_RATE) & (maf >= MAF_MIN)[:, None] & (dose >= 0)
     _write_masked(merged, masked, hide)
-    np.savez_compressed(truth_file, pos=pos, dose=dose, hide=hide, maf=maf, samples=np.array(samples))
+    np.savez_compressed(truth_file, pos=pos, dose=dose, hide=hide, maf=maf, samples=np.array(samples),
+                        source=np.array(source))
     return {"masked": masked, "truth": truth_file}
 
 
@@ -243,6 +256,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--preset", default="impute", help="genoembed's Phase 1 preset")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--vcf", type=Path, default=None,
+                        help="benchmark on this cohort (GT) instead of the chr20 panels, e.g. from bench/cohort_vcf.py; "
+                             "give it its own --work")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "genoembed_bench_impute")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--rescore", action="store_true", help="score the calls the last run left in --work, run nothing")
@@ -252,7 +268,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    data = prepare(args.work, args.seed)
+    data = prepare(args.work, args.seed, args.vcf)
     rows = []
     for peer in args.peers:
         runs = []
@@ -280,7 +296,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print(f"| {row['peer']} | {row['seconds']:.1f} s ({row['seconds_all']}) | {row['peak_rss_mb']:.0f} MB | "
-              + " | ".join(f"{row[k]:.3f}" for k in keys) + f" | {row['coverage']:.4f} |")
+              + " | ".join(f"{row[k]:.4f}" if k == "concordance" else f"{row[k]:.3f}" for k in keys)
+              + f" | {row['coverage']:.4f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
