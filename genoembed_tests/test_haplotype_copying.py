@@ -10,7 +10,7 @@ from genoembed_assets.models._haplotype_copying import HaplotypeConfig, copying_
 from genoembed_assets.models._impute import impute_block
 
 
-def _mosaic_cohort(n_subjects=300, n_markers=400, n_founders=16, seed=0, hidden=0.05):
+def _mosaic_cohort(n_subjects=300, n_markers=400, n_founders=16, seed=0, hidden=0.05, switch_every=60):
     """Subjects whose two haplotypes are mosaics of a few founders (switches every ~60 markers, 0.5% noise)."""
     rng = np.random.default_rng(seed)
     freq = rng.beta(0.4, 0.4, n_markers)
@@ -19,7 +19,7 @@ def _mosaic_cohort(n_subjects=300, n_markers=400, n_founders=16, seed=0, hidden=
     for h in range(2 * n_subjects):
         source = rng.integers(n_founders)
         for j in range(n_markers):
-            if rng.random() < 1 / 60:
+            if rng.random() < 1 / switch_every:
                 source = rng.integers(n_founders)
             haps[h, j] = founders[source, j]
     haps ^= (rng.random(haps.shape) < 0.005).astype(np.int8)
@@ -112,6 +112,28 @@ def test_final_pass_with_more_states_over_wider_windows_fills_more_calls():
         gains.append((wide.argmax(-1) == truth)[hidden].mean() - (narrow.argmax(-1) == truth)[hidden].mean())
     # measured +0.0075, +0.011, +0.0065 (0.876 -> 0.883 on seed 0); chr20, one run: 0.9877 -> 0.9892
     assert min(gains) > 0 and np.mean(gains) > 0.004, gains
+
+
+@pytest.mark.parametrize("switch_every, spacing, expect_lower", [(2000, 50_000, True), (10, 1, False)])
+def test_final_switch_rate_is_fitted_to_the_observed_alleles(switch_every, spacing, expect_lower):
+    from genoembed_assets.models import _haplotype_copying as module
+
+    # long copied segments 50 kb apart per marker: the prior rate (ne 20,000) switches far too
+    # often, so a lower one predicts the observed alleles better; switches every 10 markers 1 bp
+    # apart: the prior is already too low, and the rate is never raised above the phasing's
+    haps, _, shown, _ = _mosaic_cohort(n_subjects=150, n_markers=300, seed=5, switch_every=switch_every)
+    positions = np.arange(300) * spacing + 1
+    config = HaplotypeConfig()
+    windows = module._windows(300, config.final_window, config.final_overlap)
+    obs = np.where(np.repeat(shown < 0, 2, axis=0), -1, haps).astype(np.int8)
+    states = module._nearest_states(haps, windows[0], windows[1], 256)
+    rho = module._switch_rates(positions, 300, config, 256)
+    fitted = module._calibrated_rates(haps, obs, states, windows, rho, config, 300, np.random.default_rng(0))
+    assert fitted.shape == rho.shape and fitted[0] == 0
+    if expect_lower:
+        assert (fitted[1:] < rho[1:] / 3).all(), (rho[1], fitted[1])  # a scale of at least 4
+    else:
+        np.testing.assert_allclose(fitted, rho, rtol=1e-5)
 
 
 def test_shifted_windows_tile_every_marker_once():
