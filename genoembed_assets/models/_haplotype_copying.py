@@ -14,12 +14,12 @@ Stephens 2003). This module is a small version of that model:
    Hamming distance (one BLAS product per window), and a haploid Li-Stephens
    HMM over them (forward-backward, compiled with numba, parallel over
    haplotypes) gives each allele's ALT probability leaving that marker out
-   (:func:`_copy_kernel`); a heterozygous call puts ALT on the haplotype
+   (:func:`._copying_kernels._copy_kernel`); a heterozygous call puts ALT on the haplotype
    predicting it better, a missing allele takes the likelier one;
 3. that leave-out rule mends isolated phase errors but not switch errors (each
    side of a switch copies well on its own), so the last ``refine`` iterations
    also re-decide, at every heterozygous call, whether to swap everything to
-   its right between the two haplotypes (:func:`_junction_kernel`);
+   its right between the two haplotypes (:func:`._copying_kernels._junction_kernel`);
 4. a final pass, with more states (256) over wider windows (800 markers + 200
    a side) and its switch rate fitted to the observed alleles
    (:func:`_calibrated_rates`), gives a missing call's genotype probabilities
@@ -60,7 +60,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from numba import njit, prange
+
+from ._copying_kernels import _copy_kernel, _junction_kernel
 
 __all__ = ["HaplotypeConfig", "copying_gp", "haplotype_gp", "phase_and_impute"]
 
@@ -128,168 +129,6 @@ class HaplotypeConfig:
                 raise ValueError(f"HaplotypeConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.mismatch < 0.5:
             raise ValueError(f"HaplotypeConfig.mismatch must be in (0, 0.5), got {self.mismatch}")
-
-
-@njit(cache=True)
-def _gather(ref, hap_t, st, start, stop):  # pragma: no cover - compiled
-    """ref[j - start, k] = allele of state k at marker j, for the window's markers."""
-    for j in range(start, stop):
-        for k in range(st.shape[0]):
-            ref[j - start, k] = hap_t[j, st[k]]
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _copy_kernel(hap_t, obs, states, lo, hi, core_lo, core_hi, rho, eps, longest, out):  # pragma: no cover - compiled
-    """Leave-marker-out ALT probability of every haplotype at every marker of the windows' cores.
-
-    Single precision throughout and one pass over the states per marker and
-    direction (normalisation folded into the next transition): 2.5x the
-    straightforward loops.
-    """
-    n_hap = obs.shape[0]
-    n_win, n_states = states.shape[1], states.shape[2]
-    hit, miss, uniform = np.float32(1.0) - eps, eps, np.float32(1.0 / n_states)
-    for t in prange(n_hap):
-        alpha = np.empty((longest, n_states), np.float32)
-        ref = np.empty((longest, n_states), np.int8)
-        a = np.empty(n_states, np.float32)
-        b = np.empty(n_states, np.float32)
-        for w in range(n_win):
-            st = states[t, w]
-            start, stop = lo[w], hi[w]
-            _gather(ref, hap_t, st, start, stop)  # the states' alleles, once: the loops below vectorize
-            inv = np.float32(1.0)
-            for k in range(n_states):
-                a[k] = uniform
-            for j in range(start, stop):  # forward; alpha keeps the probabilities before j's emission
-                row = j - start
-                stay = (np.float32(1.0) - rho[j]) * inv if j > start else inv
-                move = rho[j] * uniform if j > start else np.float32(0.0)
-                o = obs[t, j]
-                s = np.float32(0.0)
-                for k in range(n_states):
-                    pre = stay * a[k] + move
-                    alpha[row, k] = pre
-                    e = np.float32(1.0) if o < 0 else (hit if ref[row, k] == o else miss)
-                    a[k] = pre * e
-                    s += a[k]
-                inv = np.float32(1.0) / s
-            for k in range(n_states):
-                b[k] = uniform
-            for j in range(stop - 1, start - 1, -1):  # backward; b excludes j's emission
-                row = j - start
-                o = obs[t, j]
-                num = np.float32(0.0)
-                den = np.float32(0.0)
-                s = np.float32(0.0)
-                for k in range(n_states):
-                    weight = alpha[row, k] * b[k]
-                    den += weight
-                    num += weight if ref[row, k] == 1 else np.float32(0.0)
-                    b[k] *= np.float32(1.0) if o < 0 else (hit if ref[row, k] == o else miss)
-                    s += b[k]
-                if core_lo[w] <= j < core_hi[w]:
-                    p = num / den
-                    out[t, j] = p * hit + (np.float32(1.0) - p) * miss
-                stay = (np.float32(1.0) - rho[j]) / s
-                move = rho[j] * uniform
-                for k in range(n_states):
-                    b[k] = stay * b[k] + move
-
-
-@njit(cache=True, fastmath=True)
-def _allele(dec, obs, row, x, j, first_undecided, par):  # pragma: no cover - compiled
-    """Haplotype x's allele at marker j: decided (left of the window's core) or the input's under parity ``par``."""
-    if j < first_undecided:
-        return dec[x, j]
-    return obs[row + (x ^ par), j]
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _junction_kernel(hap_t, obs, states, lo, hi, core_lo, core_hi, rho, eps, longest, out):  # pragma: no cover
-    """Per subject, re-decide the phase at every heterozygous call: keep or swap everything to its right.
-
-    A haplotype's leave-out probability cannot mend a switch error: each side of
-    the switch copies well on its own. Here both haplotypes run over one state
-    set (the subject's two, joined). Per window: a backward pass over the
-    current phase, then a forward pass that at every heterozygous call of the
-    core joins the forward probabilities of the decided left parts to the
-    backward probabilities of the right parts as they are, or crossed, and
-    keeps the likelier (Beagle 5 decides phase between heterozygotes alike).
-    ``out`` gets the decided alleles.
-    """
-    n_sub, n_markers = obs.shape[0] // 2, obs.shape[1]
-    n_win, n_states = states.shape[1], states.shape[2]
-    hit, miss, uniform = np.float32(1.0) - eps, eps, np.float32(1.0 / n_states)
-    for i in prange(n_sub):
-        row = 2 * i
-        dec = np.empty((2, n_markers), np.int8)
-        beta = np.empty((2, longest, n_states), np.float32)
-        ref = np.empty((longest, n_states), np.int8)
-        a = np.empty((2, n_states), np.float32)
-        b = np.empty(n_states, np.float32)
-        be = np.empty((2, n_states), np.float32)
-        inv = np.empty(2, np.float32)
-        score = np.empty((2, 2), np.float32)
-        g_par = 0
-        for w in range(n_win):
-            st = states[i, w]
-            start, stop, c0, c1 = lo[w], hi[w], core_lo[w], core_hi[w]
-            _gather(ref, hap_t, st, start, stop)
-            for x in range(2):  # backward over the current phase; beta excludes j's emission
-                for k in range(n_states):
-                    b[k] = uniform
-                for j in range(stop - 1, start - 1, -1):
-                    o = _allele(dec, obs, row, x, j, c0, g_par)
-                    s = np.float32(0.0)
-                    for k in range(n_states):
-                        beta[x, j - start, k] = b[k]
-                        b[k] *= np.float32(1.0) if o < 0 else (hit if ref[j - start, k] == o else miss)
-                        s += b[k]
-                    stay = (np.float32(1.0) - rho[j]) / s
-                    move = rho[j] * uniform
-                    for k in range(n_states):
-                        b[k] = stay * b[k] + move
-            for x in range(2):
-                inv[x] = np.float32(1.0)
-                for k in range(n_states):
-                    a[x, k] = uniform
-            par = 0
-            for j in range(start, stop):
-                r = rho[j] if j > start else np.float32(0.0)
-                o0 = _allele(dec, obs, row, 0, j, c0, g_par)
-                o1 = _allele(dec, obs, row, 1, j, c0, g_par)
-                if c0 <= j < c1 and j > start and o0 >= 0 and o1 >= 0 and o0 != o1:
-                    for y in range(2):  # the right parts' backward probabilities, j's emission included
-                        o = o0 if y == 0 else o1
-                        s = np.float32(0.0)
-                        for k in range(n_states):
-                            be[y, k] = beta[y, j - start, k] * (hit if ref[j - start, k] == o else miss)
-                            s += be[y, k]
-                        for k in range(n_states):
-                            be[y, k] /= s
-                    for x in range(2):
-                        for y in range(2):
-                            dot = np.float32(0.0)
-                            for k in range(n_states):
-                                dot += a[x, k] * be[y ^ par, k]
-                            score[x, y] = (np.float32(1.0) - r) * dot * inv[x] + r * uniform
-                    if score[0, 1] * score[1, 0] > score[0, 0] * score[1, 1]:
-                        par ^= 1
-                for x in range(2):
-                    o = o0 if (x ^ par) == 0 else o1
-                    if c0 <= j < c1:
-                        dec[x, j] = o
-                        out[row + x, j] = o
-                    stay = (np.float32(1.0) - r) * inv[x]
-                    move = r * uniform
-                    s = np.float32(0.0)
-                    for k in range(n_states):
-                        v = stay * a[x, k] + move
-                        a[x, k] = v * (np.float32(1.0) if o < 0 else (hit if ref[j - start, k] == o else miss))
-                        s += a[x, k]
-                    inv[x] = np.float32(1.0) / s
-            g_par ^= par
 
 
 def _windows(n: int, window: int, overlap: int, shift: int = 0) -> tuple[np.ndarray, ...]:
