@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--engine", default="ld", choices=["ld", "hap", "blend", "vae"],
                      help="what fills a call: the LD-neighbour rule of each block (default; nothing to train), "
                      "haplotype copying mixed with it (hap: phases each block twice, more accurate, about 5x the "
-                     "time, Beagle's accuracy and time; nothing to train), the block VAE blended with the rule (trains or reuses the block "
-                     "models), or the VAE alone")
+                     "time, close to Beagle's accuracy and time; nothing to train), the block VAE blended with "
+                     "the rule (trains or reuses the block models), or the VAE alone")
     imp.add_argument("--hap-runs", type=int, default=None, metavar="N",
                      help="--engine hap: independent phasings averaged (default 2; each costs one phasing's "
                      "time; 2 and 4 scored 0.9899 and 0.9905 concordance on 1000 Genomes chr20, Beagle 0.9903)")
