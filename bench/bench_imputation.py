@@ -100,10 +100,10 @@ def prepare(work: Path, seed: int, vcf: Path | None = None) -> dict:
     truth_file = work / "truth.npz"
     source = "1kg_chr20" if vcf is None else str(Path(vcf).resolve())
     if masked.exists() and truth_file.exists():
-        cached = np.load(truth_file)
-        # (a cache keyed by position alone is rebuilt; caches from before --vcf were chr20's)
-        if cached["pos"].dtype.kind == "U" and str(cached.get("source", "1kg_chr20")) == source:
-            return {"masked": masked, "truth": truth_file}
+        with np.load(truth_file) as cached:
+            # (a cache keyed by position alone is rebuilt; caches from before --vcf were chr20's)
+            if cached["pos"].dtype.kind == "U" and str(cached.get("source", "1kg_chr20")) == source:
+                return {"masked": masked, "truth": truth_file}
     merged = work / "merged.vcf.gz"
     if vcf is None:
         for name in PANELS:

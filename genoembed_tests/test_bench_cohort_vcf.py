@@ -1,0 +1,76 @@
+"""bench/cohort_vcf.py and bench_imputation --vcf: the Beagle comparison run on a simulated cohort."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    from genoembed_assets.genotypes.ingest import ingest_cohort
+    from genoembed_assets.genotypes.simulate import simulate_cohort
+    from genoembed_assets.genotypes.simulate.config import SimulationConfig
+
+    root = tmp_path_factory.mktemp("sim")
+    simulate_cohort(root / "src", config=SimulationConfig(n_subjects=60, n_background_blocks=0, seed=7))
+    ingest_cohort(root / "src", root / "input", log=lambda message: None)
+    return root / "input"
+
+
+def _bench(name):
+    sys.path.insert(0, str(BENCH))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_cohort_vcf_holds_every_block_call_for_call(ingested, tmp_path):
+    from cyvcf2 import VCF
+
+    from genoembed_assets.genotypes import layout
+    from genoembed_assets.genotypes.vcf import dosage_from_gt
+
+    out = _bench("cohort_vcf").write_cohort_vcf(ingested, tmp_path / "cohort.vcf.gz")
+    assert out.exists() and Path(f"{out}.tbi").exists()
+    subjects = [str(s) for s in layout.read_subjects(ingested)]
+    vcf = VCF(str(out))
+    assert vcf.samples == subjects
+    written = {(v.CHROM, v.POS, v.REF, v.ALT[0]): dosage_from_gt(v.genotype.array()) for v in vcf}
+    manifest = layout.read_manifest(ingested)
+    assert len(written) == int(manifest["n_snps"].sum())
+    listed = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True, check=True)
+    assert len(listed.stdout.splitlines()) == len(written)
+    from genoembed_assets.genotypes.vcf_write import block_sites
+    from genoembed_assets.imputation import _variant_tables
+
+    tables = _variant_tables(ingested)
+    for row in manifest.to_dict(orient="records"):  # every block's calls, found by site
+        block = layout.load_block(ingested, row, len(subjects))
+        sites = block_sites(tables.get(row["block_id"]), row, block.shape[1])
+        got = np.stack([written[(str(s.chrom), int(s.pos), s.ref, s.alt)] for s in sites.itertuples()], axis=1)
+        np.testing.assert_array_equal(got, np.where(block < 0, -1, block), err_msg=row["block_id"])
+
+
+def test_bench_masks_a_given_vcf_and_rebuilds_its_cache_for_another(ingested, tmp_path):
+    bench = _bench("bench_imputation")
+    vcf = _bench("cohort_vcf").write_cohort_vcf(ingested, tmp_path / "a.vcf.gz")
+    data = bench.prepare(tmp_path / "work", 11, vcf)
+    truth = dict(np.load(data["truth"]))
+    assert str(truth["source"]) == str(vcf.resolve())
+    hidden = truth["hide"]
+    assert 0.03 < hidden[truth["maf"] >= 0.01].mean() < 0.07  # 5% of the calls at MAF >= 1%
+    assert not hidden[truth["maf"] < 0.01].any() and (truth["dose"][hidden] >= 0).all()
+
+    fewer = tmp_path / "b.vcf.gz"
+    subprocess.run(["bcftools", "view", "-Oz", "-o", str(fewer), str(vcf), "-i", f"POS>{truth['pos'][5].split(':')[0]}"],
+                   check=True)
+    again = dict(np.load(bench.prepare(tmp_path / "work", 11, fewer)["truth"]))
+    assert str(again["source"]) == str(fewer.resolve()) and len(again["pos"]) < len(truth["pos"])
