@@ -67,10 +67,10 @@ def write_cohort_vcf(input_dir: Path, out: Path) -> Path:
 def main(argv=None) -> int:
     from genoembed_assets.genotypes.ingest import ingest_cohort
     from genoembed_assets.genotypes.simulate import simulate_cohort
-    from genoembed_assets.genotypes.simulate.config import SimulationConfig
+    from genoembed_assets.genotypes.simulate.config import DEMOGRAPHIES, SimulationConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("demography", help="a stdpopsim HomSap demography id, e.g. OutOfAfrica_3G09")
+    parser.add_argument("demography", choices=sorted(DEMOGRAPHIES), help="a stdpopsim HomSap demography id")
     parser.add_argument("n_subjects", type=int)
     parser.add_argument("seed", type=int)
     parser.add_argument("out", type=Path, help="the .vcf.gz to write (its .tbi beside it)")
