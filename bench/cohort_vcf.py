@@ -46,21 +46,25 @@ def write_cohort_vcf(input_dir: Path, out: Path) -> Path:
                         "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *subjects])])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.vcf.gz")
-    writer = Writer.from_string(str(tmp), header + "\n", mode="wz")
     empty = "\t".join(["./."] * len(subjects))
-    for r in rows:
-        g = layout.load_block(input_dir, r, len(subjects))
-        for j, site in enumerate(sites[r["block_id"]].itertuples(index=False)):
-            record = writer.variant_from_string(
-                f"{site.chrom}\t{int(site.pos)}\t{site.id}\t{site.ref}\t{site.alt}\t.\t.\t.\tGT\t{empty}")
-            codes = _gt_codes(np.clip(g[:, j], 0, 2))
-            codes[g[:, j] < 0] = 0  # htslib's missing allele
-            record.set_format("GT", codes)
-            writer.write_record(record)
-    writer.close()
-    pysam.tabix_index(str(tmp), preset="vcf", force=True)
-    tmp.replace(out)
-    Path(f"{tmp}.tbi").replace(f"{out}.tbi")
+    try:  # written beside the target and moved into place, so a failed run leaves no half file
+        writer = Writer.from_string(str(tmp), header + "\n", mode="wz")
+        for r in rows:
+            g = layout.load_block(input_dir, r, len(subjects))
+            for j, site in enumerate(sites[r["block_id"]].itertuples(index=False)):
+                record = writer.variant_from_string(
+                    f"{site.chrom}\t{int(site.pos)}\t{site.id}\t{site.ref}\t{site.alt}\t.\t.\t.\tGT\t{empty}")
+                codes = _gt_codes(np.clip(g[:, j], 0, 2))
+                codes[g[:, j] < 0] = 0  # htslib's missing allele
+                record.set_format("GT", codes)
+                writer.write_record(record)
+        writer.close()
+        pysam.tabix_index(str(tmp), preset="vcf", force=True)
+        tmp.replace(out)
+        Path(f"{tmp}.tbi").replace(f"{out}.tbi")
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.tbi").unlink(missing_ok=True)
     return out
 
 
