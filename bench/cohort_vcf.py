@@ -8,6 +8,7 @@ stdpopsim demography), ingested, and written GT only (the simulation's own missi
 Example::
 
     python bench/cohort_vcf.py OutOfAfrica_3G09 800 4242 /tmp/ooa.vcf.gz
+    python bench/cohort_vcf.py OutOfAfrica_3G09 800 4242 /tmp/ooa_rare.vcf.gz --min-maf 0.002
     python bench/bench_imputation.py --vcf /tmp/ooa.vcf.gz --work /tmp/bench_ooa --peers beagle genoembed_hap
 """
 
@@ -78,13 +79,21 @@ def main(argv=None) -> int:
     parser.add_argument("n_subjects", type=int)
     parser.add_argument("seed", type=int)
     parser.add_argument("out", type=Path, help="the .vcf.gz to write (its .tbi beside it)")
+    parser.add_argument("--min-maf", type=float, default=None, metavar="F",
+                        help="keep simulated variants down to this minor allele frequency (the simulator's default: "
+                             "0.02); below 0.01 the ingest keeps them too, as `genoembed impute --engine hap` does")
     args = parser.parse_args(argv)
+    if args.min_maf is not None and not 0 < args.min_maf < 0.5:
+        parser.error(f"--min-maf must be in (0, 0.5), got {args.min_maf}")
+    rare = {} if args.min_maf is None else {"min_maf": args.min_maf}
     with tempfile.TemporaryDirectory() as tmp:
-        config = SimulationConfig(demography=args.demography, n_subjects=args.n_subjects, seed=args.seed)
+        config = SimulationConfig(demography=args.demography, n_subjects=args.n_subjects, seed=args.seed, **rare)
         simulate_cohort(Path(tmp) / "src", config=config, overwrite=True)
-        ingest_cohort(Path(tmp) / "src", Path(tmp) / "input", log=lambda message: None)
+        ingest_cohort(Path(tmp) / "src", Path(tmp) / "input", log=lambda message: None,
+                      maf_min=min(0.01, config.min_maf))
         write_cohort_vcf(Path(tmp) / "input", args.out)
-    print(f"wrote {args.out} ({args.n_subjects} subjects, {args.demography}, seed {args.seed})")
+    print(f"wrote {args.out} ({args.n_subjects} subjects, {args.demography}, seed {args.seed}, "
+          f"variants of MAF >= {config.min_maf:g})")
     return 0
 
 

@@ -45,7 +45,12 @@ SIMULATED_VARIANTS = "variants.tsv"
 
 
 def _variant_tables(input_dir: Path) -> dict[str, pd.DataFrame]:
-    """block_id -> its variant rows: the ingested table, else the simulator's table in the source folder."""
+    """block_id -> its variant rows: the ingested table, else the simulator's table in the source folder.
+
+    The simulator's table lists every simulated variant; its rows are those the
+    ingest kept (the ingested table's ``source_index``), so a block whose QC
+    dropped variants still gets one row per written variant.
+    """
     tables: dict[str, pd.DataFrame] = {}
     path = input_dir / VARIANTS
     if path.exists():
@@ -55,7 +60,13 @@ def _variant_tables(input_dir: Path) -> dict[str, pd.DataFrame]:
     simulated = Path(source) / SIMULATED_VARIANTS if source else None
     if not named and simulated is not None and simulated.exists():
         frame = pd.read_csv(simulated, sep="\t", dtype={"chrom": str})
-        tables = {b: v.rename(columns={"variant_id": "id"}) for b, v in frame.groupby("block_id", sort=False)}
+        kept = tables
+        tables = {}
+        for block, rows in frame.groupby("block_id", sort=False):
+            rows = rows.rename(columns={"variant_id": "id"}).reset_index(drop=True)
+            if block in kept and "source_index" in kept[block]:  # only the variants the ingest QC kept
+                rows = rows.iloc[kept[block]["source_index"].to_numpy()]
+            tables[block] = rows
     return tables
 
 

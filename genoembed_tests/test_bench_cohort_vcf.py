@@ -74,3 +74,50 @@ def test_bench_masks_a_given_vcf_and_rebuilds_its_cache_for_another(ingested, tm
                    check=True)
     again = dict(np.load(bench.prepare(tmp_path / "work", 11, fewer)["truth"]))
     assert str(again["source"]) == str(fewer.resolve()) and len(again["pos"]) < len(truth["pos"])
+
+
+def test_min_maf_keeps_rare_variants_and_a_bad_value_is_a_usage_error(tmp_path):
+    from cyvcf2 import VCF
+
+    from genoembed_assets.genotypes.vcf import dosage_from_gt
+
+    script = str(BENCH / "cohort_vcf.py")
+    out = tmp_path / "rare.vcf.gz"
+    done = subprocess.run([sys.executable, script, "OutOfAfrica_3G09", "60", "3", str(out), "--min-maf", "0.002"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "variants of MAF >= 0.002" in done.stdout
+    dose = np.stack([dosage_from_gt(v.genotype.array()) for v in VCF(str(out))], axis=1).astype(float)
+    seen = dose >= 0
+    freq = np.where(seen, dose, 0).sum(0) / (2 * seen.sum(0))
+    assert (np.minimum(freq, 1 - freq) < 0.01).mean() > 0.2  # the simulator's default keeps none below 0.02
+    bad = subprocess.run([sys.executable, script, "OutOfAfrica_3G09", "60", "3", str(tmp_path / "x.vcf.gz"),
+                          "--min-maf", "0.7"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--min-maf must be in (0, 0.5), got 0.7" in bad.stderr.splitlines()[-1]
+    assert not (tmp_path / "x.vcf.gz").exists()
+
+
+def test_simulated_variant_rows_follow_the_ingest_qc(ingested, tmp_path):
+    # A simulated cohort names its variants only in the simulator's table, which lists every
+    # simulated variant; after a QC that drops some, each block keeps the rows of those written.
+    import pandas as pd
+
+    from genoembed_assets.genotypes import layout
+    from genoembed_assets.genotypes.ingest import ingest_cohort
+    from genoembed_assets.imputation import SIMULATED_VARIANTS, _variant_tables
+
+    strict = tmp_path / "strict"
+    ingest_cohort(ingested.parent / "src", strict, maf_min=0.2, log=lambda message: None)
+    manifest = layout.read_manifest(strict)
+    simulated = pd.read_csv(ingested.parent / "src" / SIMULATED_VARIANTS, sep="\t", dtype={"chrom": str})
+    assert int(manifest["n_snps"].sum()) < len(simulated)  # the QC dropped some
+    tables = _variant_tables(strict)
+    subjects = len(layout.read_subjects(strict))
+    for row in manifest.to_dict(orient="records"):
+        rows = tables[row["block_id"]]
+        block = layout.load_block(strict, row, subjects)
+        assert len(rows) == int(row["n_snps"]) == block.shape[1]
+        p = np.where(block >= 0, block, 0).sum(0) / (2 * (block >= 0).sum(0))
+        assert (np.minimum(p, 1 - p) >= 0.2).all()
+        every = simulated[simulated["block_id"] == row["block_id"]]["variant_id"].tolist()
+        assert rows["id"].tolist() == [v for v in every if v in set(rows["id"])] and len(set(rows["id"])) == len(rows)
