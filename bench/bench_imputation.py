@@ -23,8 +23,8 @@ Peers:
 * ``genoembed``: ``genoembed impute`` (``cli_impute.impute_input``) with its defaults
   (engine ``ld``: each block's LD-neighbour rule, nothing trained, every variant written),
   scored from the written GT and DS; ``genoembed_hap`` phases each block and averages haplotype
-  copying with the rule (engine ``hap``, 2 phasings averaged, nothing trained; ``genoembed_hap4``: 4
-  phasings, ``--hap-runs 4``); ``genoembed_blend`` trains the block VAEs (preset
+  copying with the rule (engine ``hap``, 2 phasings averaged, nothing trained; ``genoembed_hap3``
+  and ``genoembed_hap4``: 3 and 4 phasings, ``--hap-runs``); ``genoembed_blend`` trains the block VAEs (preset
   ``--preset``, training timed) and blends them with the rule (engine ``blend``);
   ``genoembed_vae`` is the VAEs alone (engine ``vae``, the first version's imputer).
 
@@ -58,12 +58,13 @@ sys.path.insert(0, str(ROOT))
 
 KG = ROOT / "data" / "1kg_chr20"
 PANELS = ("reference.vcf.gz", "unphased.vcf.gz")
-PEERS = ("mode", "knn", "svd", "beagle", "genoembed", "genoembed_hap", "genoembed_hap4", "genoembed_blend", "genoembed_vae")
+PEERS = ("mode", "knn", "svd", "beagle", "genoembed", "genoembed_hap", "genoembed_hap3", "genoembed_hap4",
+         "genoembed_blend", "genoembed_vae")
 #: genoembed peer -> its ``--engine`` (see ``imputation.ENGINES``)
-ENGINE_OF = {"genoembed": "ld", "genoembed_hap": "hap", "genoembed_hap4": "hap", "genoembed_blend": "blend",
-             "genoembed_vae": "vae"}
+ENGINE_OF = {"genoembed": "ld", "genoembed_hap": "hap", "genoembed_hap3": "hap", "genoembed_hap4": "hap",
+             "genoembed_blend": "blend", "genoembed_vae": "vae"}
 #: genoembed peer -> ``--hap-runs`` (None: the default)
-HAP_RUNS_OF = {"genoembed_hap4": 4}
+HAP_RUNS_OF = {"genoembed_hap3": 3, "genoembed_hap4": 4}
 BINS = ((0.01, 0.05), (0.05, 0.2), (0.2, 0.5000001))
 MASK_RATE = 0.05
 MAF_MIN = 0.01
