@@ -185,6 +185,33 @@ def test_rare_heterozygotes_are_phased_after_the_common_markers():
     assert total > 150 and agree[0.005] > 0.75 and agree[0.005] >= agree[0.0] - 0.06, agree
 
 
+def test_phasing_fits_its_switch_rate_once_for_the_full_state_iterations(monkeypatch):
+    # Sparse markers 50 kb apart with long shared segments: the prior rate switches far too
+    # often while phasing too (simulated cohorts with rare variants kept: 0.9869 -> 0.9881,
+    # Beagle 0.9877). Fitted once, on the first iteration with all states, then reused.
+    from genoembed_assets.models import _haplotype_copying as module
+
+    haps, _, shown, _ = _mosaic_cohort(n_subjects=150, n_markers=300, seed=5, switch_every=2000)
+    positions = np.arange(300) * 50_000 + 1
+    fits, rates = [], []
+    real_fit, real_kernel = module._calibrated_rates, module._copy_kernel
+    monkeypatch.setattr(module, "_calibrated_rates", lambda *a: fits.append(a[2].shape[2]) or real_fit(*a))
+
+    def kernel(hap_t, obs, states, *rest):
+        if obs.shape[0] == hap_t.shape[1]:  # a whole pass, not a calibration sample
+            rates.append((states.shape[2], rest[4].copy()))
+        return real_kernel(hap_t, obs, states, *rest)
+
+    monkeypatch.setattr(module, "_copy_kernel", kernel)
+    config = HaplotypeConfig(runs=1, phase_maf=0.0)  # every marker phased: the rates line up with the prior's
+    module.phase_and_impute(shown, positions, config)
+    assert fits == [config.states, config.final_states]  # once while phasing, once for the final pass
+    full = [rho for k, rho in rates[:config.iterations] if k == config.states]
+    prior = module._switch_rates(positions, 300, config, config.states)
+    assert len(full) == 3 and all(np.array_equal(rho, full[0]) for rho in full)
+    assert (full[0][1:] < prior[1:] / 3).all()  # fitted well below the prior here
+
+
 def test_shifted_windows_tile_every_marker_once():
     from genoembed_assets.models._haplotype_copying import _windows
 
