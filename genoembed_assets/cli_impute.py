@@ -61,8 +61,8 @@ def impute_input(
     (default), each block's LD-neighbour rule, trains nothing; ``hap`` phases
     each block and averages haplotype copying with the rule, training nothing;
     ``blend`` and ``vae`` train or reuse the block VAEs. On the 1000 Genomes
-    chr20 panels ``ld`` scores 0.980 concordance in 28 s, ``hap`` 0.9899 in 130 s
-    (4 runs: 0.9905 in 214 s) and Beagle 0.9903 in 124 s (one invocation); ``blend``
+    chr20 panels ``ld`` scores 0.980 concordance in 23 s, ``hap`` 0.9901 in 78 s
+    and Beagle 0.9903 in 122 s (one invocation); ``blend``
     0.979 at 0.62x Beagle's time (an earlier run)
     (``docs/benchmarks.md``). ``hap_runs``: phasings averaged by ``hap``
     (default :class:`HaplotypeConfig`'s, 2).

@@ -175,8 +175,9 @@ def blend_weight(
 
 
 #: Share of the haplotype-copying probabilities where they are averaged with the LD-neighbour rule's.
-#: On all chr20 markers with 2 runs of the current engine (wider final pass), 0.8 scored 0.9899,
-#: 0.9 0.9898, 0.7 0.9897, 0.5 0.9879, copying alone 0.9894 (before it: 0.8 0.9888, 0.5 0.9870).
+#: On all chr20 markers with 2 runs of the wider-final-pass engine, 0.8 scored 0.9899,
+#: 0.9 0.9898, 0.7 0.9897, 0.5 0.9879, copying alone 0.9894 (before it: 0.8 0.9888, 0.5 0.9870);
+#: with phasing on common markers, 3 runs: 0.8 0.9903, 0.9 0.9901, 0.7 0.9902, 0.5 0.9880.
 COPIED_WEIGHT = 0.8
 
 
