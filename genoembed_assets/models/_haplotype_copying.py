@@ -124,7 +124,7 @@ class HaplotypeConfig:
         final pass reads every marker. 0 phases every marker in the iterations.
         chr20, 2 runs: 51 s instead of 88 s, concordance 0.9899 either way;
         0.01 scored as well there but 0.0003-0.0005 lower on simulated cohorts;
-        0.02 lost 0.0009 on chr20's first 6,000 markers (its MAF 1-2% calls,
+        0.02 lost 0.0008 on chr20's first 6,000 markers (its MAF 1-2% calls,
         which are scored, are then phased by the rare passes alone).
     marker_switch
         Switch probability between neighbouring markers when positions are unusable.
