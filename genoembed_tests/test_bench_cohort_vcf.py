@@ -113,6 +113,7 @@ def test_simulated_variant_rows_follow_the_ingest_qc(ingested, tmp_path):
     assert int(manifest["n_snps"].sum()) < len(simulated)  # the QC dropped some
     tables = _variant_tables(strict)
     subjects = len(layout.read_subjects(strict))
+    source_rows = {r["block_id"]: r for r in layout.read_manifest(ingested.parent / "src").to_dict(orient="records")}
     for row in manifest.to_dict(orient="records"):
         rows = tables[row["block_id"]]
         block = layout.load_block(strict, row, subjects)
@@ -121,3 +122,8 @@ def test_simulated_variant_rows_follow_the_ingest_qc(ingested, tmp_path):
         assert (np.minimum(p, 1 - p) >= 0.2).all()
         every = simulated[simulated["block_id"] == row["block_id"]]["variant_id"].tolist()
         assert rows["id"].tolist() == [v for v in every if v in set(rows["id"])] and len(set(rows["id"])) == len(rows)
+        # each name sits on its own variant's calls: the simulated block's column of that name
+        source = layout.load_block(ingested.parent / "src", source_rows[row["block_id"]], subjects)
+        named = [every.index(v) for v in rows["id"]]
+        np.testing.assert_array_equal(np.where(source[:, named] < 0, -1, source[:, named]), block,
+                                      err_msg=row["block_id"])

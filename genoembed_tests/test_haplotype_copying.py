@@ -156,7 +156,7 @@ def _with_rare_variants(haps, seed, n_rare=120, carriers=2):
 
 
 def test_rare_heterozygotes_are_phased_after_the_common_markers():
-    # Markers below phase_maf (0.005) sit out the phasing iterations; one pass then phases
+    # Markers below phase_maf (0.005) sit out the phasing iterations; two passes then phase
     # their heterozygotes from the common markers' phase. Each rare heterozygote's phase is
     # scored against the nearest common heterozygote's, as a phasing switch would be.
     base, _, _, _ = _mosaic_cohort(n_subjects=300, n_markers=800, seed=7)
