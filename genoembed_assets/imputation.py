@@ -20,6 +20,7 @@ import pandas as pd
 
 from .genotypes import layout
 from .genotypes.errors import CohortInputError
+from .genotypes.genetic_map import GeneticMap
 from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
 from .models import BlockVAEConfig, load_block_model, split_subjects
@@ -85,6 +86,7 @@ def impute_cohort(
     engine: str = "blend",
     local: LDNeighbourConfig = LDNeighbourConfig(),
     haplotypes: HaplotypeConfig = HaplotypeConfig(),
+    genetic_map: GeneticMap | None = None,
     log: Callable[[str], object] = print,
 ) -> pd.DataFrame:
     """Impute every block of an ingested cohort and write ``out_vcf`` (+ ``.tbi``).
@@ -112,6 +114,9 @@ def impute_cohort(
         Settings of the LD-neighbour rule.
     haplotypes
         Settings of the haplotype-copying model (engine ``hap``).
+    genetic_map
+        Centimorgans for the copying model's switch rates (engine ``hap``); a
+        block on a chromosome the map lacks reads 1 cM per Mb, with a note.
     log
         One line per block.
 
@@ -139,6 +144,17 @@ def impute_cohort(
              for row in manifest.itertuples(index=False)}
     contigs = list(dict.fromkeys(c for s in sites.values() for c in s["chrom"]))
     rows: list[dict] = []
+    unmapped: set[str] = set()
+
+    def genetic_positions(site: pd.DataFrame) -> np.ndarray | None:
+        if genetic_map is None:
+            return None
+        chrom = str(site["chrom"].iloc[0]) if len(site) else ""
+        cm = genetic_map.cm(chrom, site["pos"].to_numpy()) if site["chrom"].nunique() == 1 else None
+        if cm is None and chrom not in unmapped:
+            unmapped.add(chrom)
+            log(f"note: genetic map {genetic_map.path} has no chromosome {chrom}; its blocks read 1 cM per Mb")
+        return cm
 
     def blocks() -> Iterator:
         for i, row in enumerate(manifest.to_dict(orient="records"), start=1):
@@ -148,7 +164,8 @@ def impute_cohort(
             model = held_out = None
             copied = None
             if engine == "hap" and (genotypes < 0).any():  # phasing costs seconds; skip blocks with nothing to fill
-                copied = copying_gp(genotypes, sites[row["block_id"]]["pos"].to_numpy(), haplotypes)
+                site = sites[row["block_id"]]
+                copied = copying_gp(genotypes, site["pos"].to_numpy(), haplotypes, cm=genetic_positions(site))
             elif engine != "ld":
                 config = _model_config(block_dir)
                 model = load_block_model(block_dir, config, genotypes.shape[1], device=device)

@@ -159,14 +159,14 @@ def test_resume_skips_finished_blocks(small_graph):
     assert metadata_value(mat, "skipped_blocks") == [] and metadata_value(mat, "n_trained") == 4
 
 
-def _materialize_imputation(small_graph, engine: str):
+def _materialize_imputation(small_graph, engine: str, **config):
     from genoembed_assets.definitions import defs
 
     instance, _, resources = small_graph
     return dg.materialize(
         list(defs.assets), instance=instance, resources=resources, selection=["imputed_genotypes"],
         partition_key="small", raise_on_error=False,
-        run_config={"ops": {"imputed_genotypes": {"config": {"engine": engine}}}},
+        run_config={"ops": {"imputed_genotypes": {"config": {"engine": engine, **config}}}},
     )
 
 
@@ -189,6 +189,26 @@ def test_imputed_genotypes_with_the_hap_engine_needs_no_block_models(small_graph
     assert metadata_value(mat, "n_imputed_calls") == missing > 0
     vcf = VCF(str(imputed_vcf_path(storage, "small")))
     assert sum(1 for _ in vcf) == int(manifest["n_snps"].sum())
+
+
+def test_imputed_genotypes_reads_a_genetic_map_with_the_hap_engine_only(small_graph, tmp_path):
+    from genoembed_assets.defs.models.imputed_genotypes import imputed_vcf_path
+
+    _, storage, _ = small_graph
+    gmap = tmp_path / "chr1.gmap"
+    gmap.write_text("pos\tchr\tcM\n1\t1\t0\n250000000\t1\t270\n")
+    assert _materialize_imputation(small_graph, "hap", genetic_map=str(gmap)).success
+    assert metadata_value(latest_materialization(small_graph[0], "imputed_genotypes", "small"), "genetic_map") == str(gmap)
+    written = imputed_vcf_path(storage, "small").stat().st_mtime_ns
+    result = _materialize_imputation(small_graph, "ld", genetic_map=str(gmap))
+    assert not result.success
+    assert "ImputationConfig.genetic_map is read by engine 'hap' only, not 'ld'" in failure_message(result)
+    bad = tmp_path / "bad.gmap"
+    bad.write_text("pos\tchr\tcM\n1\t1\tnone\n")
+    result = _materialize_imputation(small_graph, "hap", genetic_map=str(bad))
+    assert not result.success
+    assert f"{bad}: line 2: expected numbers for position and cM" in failure_message(result)
+    assert imputed_vcf_path(storage, "small").stat().st_mtime_ns == written  # the last VCF is kept
 
 
 def test_imputed_genotypes_names_an_unknown_engine(small_graph):

@@ -277,7 +277,7 @@ _RARE_PASSES = 2
 
 def phase_and_impute(
     genotypes: np.ndarray, positions: np.ndarray | None = None, config: HaplotypeConfig = HaplotypeConfig(),
-    *, run: int = 0,
+    *, run: int = 0, cm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Phase a block once and return (p1, p2): each subject's two haplotypes' ALT probabilities.
 
@@ -292,6 +292,9 @@ def phase_and_impute(
         See :class:`HaplotypeConfig`.
     run
         Which of ``config.runs`` independent runs (its seed and window offset; see :func:`copying_gp`).
+    cm
+        Genetic positions (centimorgans, :mod:`genotypes.genetic_map`) to read
+        the distances from instead of ``positions`` at 1 cM per Mb.
 
     Returns
     -------
@@ -306,6 +309,14 @@ def phase_and_impute(
     n, m = g.shape
     if m == 0:
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.float32)
+    if cm is not None:
+        cm = np.asarray(cm, dtype=np.float64)
+        if cm.shape != (m,):
+            raise ValueError(f"cm must hold one genetic position per marker ({m}), got shape {cm.shape}")
+        # at least 1e-6 cM between markers: a flat stretch of a map would
+        # otherwise forbid any switch between its markers
+        gaps = np.maximum(np.diff(cm), 1e-6) if np.isfinite(cm).all() else np.diff(cm)
+        positions = (cm[:1].sum() + np.concatenate([[0.0], np.cumsum(gaps)])) * 1e6  # read at 1 cM per Mb
     rng = np.random.default_rng(config.seed + run)
     missing, het = g < 0, g == 1
     freq = np.where(missing, 0, g).sum(0) / np.maximum(2 * (~missing).sum(0), 1)
@@ -402,6 +413,7 @@ def haplotype_gp(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
 
 def copying_gp(
     genotypes: np.ndarray, positions: np.ndarray | None = None, config: HaplotypeConfig = HaplotypeConfig(),
+    *, cm: np.ndarray | None = None,
 ) -> np.ndarray:
     """Genotype probabilities (subjects, markers, 3), averaged over ``config.runs`` phasings.
 
@@ -412,9 +424,10 @@ def copying_gp(
     2x and 4x the time; on the first 6,000 markers window offsets alone (one
     seed) gave as much as new seeds. On two simulated cohorts never tuned on the
     gain was smaller: +0.0005 and +0.0008 with 4 runs. Observed calls keep
-    probability 1 (every run keeps them).
+    probability 1 (every run keeps them). ``cm``: genetic positions, as in
+    :func:`phase_and_impute`.
     """
-    gp = haplotype_gp(*phase_and_impute(genotypes, positions, config))
+    gp = haplotype_gp(*phase_and_impute(genotypes, positions, config, cm=cm))
     for run in range(1, config.runs):
-        gp += haplotype_gp(*phase_and_impute(genotypes, positions, config, run=run))
+        gp += haplotype_gp(*phase_and_impute(genotypes, positions, config, run=run, cm=cm))
     return gp / np.float32(config.runs)

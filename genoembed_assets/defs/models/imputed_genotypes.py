@@ -10,6 +10,7 @@ import time
 import dagster as dg
 import numpy as np
 
+from ...genotypes.genetic_map import read_genetic_map
 from ...imputation import check_engine, impute_cohort
 from ...models._haplotype_copying import HaplotypeConfig
 from ..automation.conditions import AFTER_EVERY_BLOCK
@@ -30,10 +31,12 @@ class ImputationConfig(dg.Config):
     ``hap``: each block phased ``hap_runs`` times and its haplotypes copied from each other,
     mixed with the rule (0.9901 concordance on the 1000 Genomes chr20 panels with 2 runs, against
     0.980 for the rule and Beagle's 0.9903; the block models are not used); ``ld``: the rule alone; ``vae``: the block models alone.
+    ``genetic_map``: a genetic map file for ``hap``'s switch rates (``genotypes.genetic_map``; empty: 1 cM per Mb).
     """
 
     engine: str = "blend"
     hap_runs: int = HaplotypeConfig.runs  # engine hap: independent phasings averaged
+    genetic_map: str = ""  # engine hap: genetic map file (pos chr cM, Eagle/HapMap, or PLINK .map)
 
 
 def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
@@ -59,6 +62,9 @@ def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfi
                       compute: ComputeResource) -> dg.MaterializeResult:
     check_engine(config.engine)  # before anything is read
     haplotypes = HaplotypeConfig(runs=config.hap_runs)  # a bad value fails here, naming the field
+    if config.genetic_map and config.engine != "hap":
+        raise ValueError(f"ImputationConfig.genetic_map is read by engine 'hap' only, not {config.engine!r}")
+    genetic_map = read_genetic_map(config.genetic_map) if config.genetic_map else None
     cohort = context.partition_key
     record = projection_record(storage, cohort)
     if record is not None:
@@ -76,7 +82,7 @@ def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfi
     start = time.perf_counter()
     table = impute_cohort(storage.input_dir(cohort), storage.phase1_dir(cohort), out,
                           device=compute.torch_device(), engine=config.engine, haplotypes=haplotypes,
-                          log=context.log.info)
+                          genetic_map=genetic_map, log=context.log.info)
     seconds = time.perf_counter() - start
     context.log.info(f"{cohort}: {int(table['n_imputed'].sum())} calls imputed -> {out}")
     low = table[table["dr2_mean"] < MIN_MEAN_DR2]
@@ -84,6 +90,7 @@ def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfi
         metadata={
             "path": dg.MetadataValue.path(str(out)),
             "engine": config.engine,
+            **({"genetic_map": str(genetic_map.path)} if genetic_map is not None else {}),
             "n_blocks": len(table),
             "n_variants": int(table["n_snps"].sum()),
             "n_imputed_calls": int(table["n_imputed"].sum()),
