@@ -18,13 +18,15 @@ Peers:
 * ``knn``: scikit-learn's KNNImputer (10 neighbours, NaN-Euclidean) over the whole matrix;
 * ``svd``: iterative (hard-impute) SVD of the whole matrix, rank 10 (fancyimpute's default);
 * ``beagle``: Beagle 5.4 (Debian ``beagle``), ``beagle gt=masked.vcf.gz out=...``, no reference
-  panel and no genetic map (1 cM = 1 Mb), ``nthreads`` = the cores given; scored from GT
-  (its dosage is the called genotype);
+  panel, ``nthreads`` = the cores given; no genetic map (1 cM = 1 Mb) unless ``--map`` gives one
+  (written as the PLINK map Beagle reads, ``map=``); scored from GT (its dosage is the called
+  genotype);
 * ``genoembed``: ``genoembed impute`` (``cli_impute.impute_input``) with its defaults
   (engine ``ld``: each block's LD-neighbour rule, nothing trained, every variant written),
   scored from the written GT and DS; ``genoembed_hap`` phases each block and averages haplotype
   copying with the rule (engine ``hap``, 2 phasings averaged, nothing trained; ``genoembed_hap3``
-  and ``genoembed_hap4``: 3 and 4 phasings, ``--hap-runs``); ``genoembed_blend`` trains the block VAEs (preset
+  and ``genoembed_hap4``: 3 and 4 phasings, ``--hap-runs``; ``--map`` reaches them as
+  ``genoembed impute --map``); ``genoembed_blend`` trains the block VAEs (preset
   ``--preset``, training timed) and blends them with the rule (engine ``blend``);
   ``genoembed_vae`` is the VAEs alone (engine ``vae``, the first version's imputer).
 
@@ -36,6 +38,7 @@ Example::
     python bench/bench_imputation.py --repeats 3 --threads 2
     python bench/cohort_vcf.py OutOfAfrica_3G09 800 4242 /tmp/ooa.vcf.gz
     python bench/bench_imputation.py --vcf /tmp/ooa.vcf.gz --work /tmp/bench_ooa --peers beagle genoembed_hap
+    python bench/bench_imputation.py --map data/1kg_chr20/chr20.b37.gmap.gz --peers beagle genoembed_hap
 """
 
 from __future__ import annotations
@@ -158,17 +161,37 @@ def _matrix_peer(name: str, masked: Path, threads: int) -> np.ndarray:
     return pca_dosage(x, rank=10).T
 
 
-def _beagle(masked: Path, out_dir: Path, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _plink_map(genetic_map: Path, masked: Path, out: Path) -> Path:
+    """The map as Beagle reads it (PLINK ``chr id cM bp``), chromosomes named as in the VCF."""
+    from cyvcf2 import VCF
+
+    from genoembed_assets.genotypes.genetic_map import read_genetic_map
+
+    gmap = read_genetic_map(genetic_map)
+    vcf = VCF(str(masked))
+    contigs = list(vcf.seqnames)
+    vcf.close()
+    lines = []
+    for contig in contigs:
+        entry = gmap.points(contig)
+        if entry is not None:
+            lines += [f"{contig}\t.\t{cm:.6f}\t{bp:.0f}" for bp, cm in zip(*entry)]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _beagle(masked: Path, out_dir: Path, threads: int, genetic_map: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / "beagle"
-    subprocess.run(["beagle", f"gt={masked}", f"out={prefix}", f"nthreads={threads}"], check=True,
+    extra = [] if genetic_map is None else [f"map={_plink_map(genetic_map, masked, out_dir / 'plink.map')}"]
+    subprocess.run(["beagle", f"gt={masked}", f"out={prefix}", f"nthreads={threads}", *extra], check=True,
                    stdout=subprocess.DEVNULL)
     _, pos, dose = _read_dosages(Path(f"{prefix}.vcf.gz"))
     return pos, dose.astype(np.float32)
 
 
 def _genoembed(masked: Path, out_dir: Path, preset: str, engine: str,
-               hap_runs: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               hap_runs: int | None = None, genetic_map: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from cyvcf2 import VCF
 
     from genoembed_assets.cli_impute import impute_input
@@ -176,7 +199,7 @@ def _genoembed(masked: Path, out_dir: Path, preset: str, engine: str,
 
     out = out_dir / "genoembed.vcf.gz"
     impute_input(masked, out, work=out_dir / "work", preset=preset, device="cpu", engine=engine, hap_runs=hap_runs,
-                 log=lambda m: None)
+                 genetic_map=genetic_map if engine == "hap" else None, log=lambda m: None)
     vcf = VCF(str(out))
     pos, gt, ds = [], [], []
     for v in vcf:
@@ -200,11 +223,11 @@ def worker(args) -> None:
         ds = _matrix_peer(args.worker, masked, args.threads)
         pos, gt = None, np.rint(ds)
     elif args.worker == "beagle":
-        pos, ds = _beagle(masked, out_dir, args.threads)
+        pos, ds = _beagle(masked, out_dir, args.threads, args.map)
         gt = ds
     else:
         pos, gt, ds = _genoembed(masked, out_dir, args.preset, ENGINE_OF[args.worker],
-                                  HAP_RUNS_OF.get(args.worker))
+                                  HAP_RUNS_OF.get(args.worker), args.map)
     seconds = time.perf_counter() - start
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     np.savez_compressed(out_dir / "calls.npz", gt=gt, ds=ds, pos=np.array([]) if pos is None else pos)
@@ -261,6 +284,9 @@ def main() -> None:
                         help="benchmark on this cohort (GT) instead of the chr20 panels, e.g. from bench/cohort_vcf.py; "
                              "give it its own --work")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "genoembed_bench_impute")
+    parser.add_argument("--map", type=Path, default=None,
+                        help="genetic map given to Beagle (map=) and to genoembed's hap peers (--map); "
+                             "default none: both read 1 cM per Mb")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--rescore", action="store_true", help="score the calls the last run left in --work, run nothing")
     parser.add_argument("--worker", choices=PEERS, help=argparse.SUPPRESS)
@@ -281,7 +307,8 @@ def main() -> None:
                 continue
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
             done = subprocess.run([sys.executable, __file__, "--worker", peer, "--masked", str(data["masked"]),
-                                   "--out", str(out), "--threads", str(args.threads), "--preset", args.preset],
+                                   "--out", str(out), "--threads", str(args.threads), "--preset", args.preset,
+                                   *(["--map", str(args.map.resolve())] if args.map else [])],
                                   capture_output=True, text=True, env=env)
             if done.returncode:
                 print(done.stderr[-3000:], file=sys.stderr)
