@@ -67,6 +67,19 @@ def test_bad_maps_are_named_with_the_line(tmp_path, text, message):
     assert str(err.value).startswith(str(path)) and message in str(err.value), str(err.value)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("", "cannot be read as a whitespace-separated genetic map (No columns to parse from file)"),
+    ("pos chr cM\n1 20 0.1\n3 20 0.3 9 9\n", "Expected 3 fields in line 3, saw 5"),
+], ids=["empty", "ragged"])
+def test_unreadable_maps_are_one_line_errors(tmp_path, text, message):
+    path = _write(tmp_path / "bad.map", text)
+    with pytest.raises(CohortInputError) as err:
+        read_genetic_map(path)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    with pytest.raises(CohortInputError, match="no such genetic map file"):
+        read_genetic_map(tmp_path / "absent.map")
+
+
 def _hotspot_cohort(n_subjects=300, n_markers=600, n_founders=24, n_hot=12, seed=0):
     """Haplotypes that change founder only at ``n_hot`` hotspots, markers 1 kb apart; the map puts 2 cM at each."""
     rng = np.random.default_rng(seed)

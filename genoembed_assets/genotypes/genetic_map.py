@@ -98,9 +98,10 @@ def read_genetic_map(path: str | Path) -> GeneticMap:
     if not path.is_file():
         raise CohortInputError(path, "no such genetic map file")
     try:
-        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, comment=None, engine="python")
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str)
     except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise CohortInputError(path, f"cannot be read as a whitespace-separated genetic map ({err})") from None
+        why = " ".join(str(err).split())  # pandas' messages can span lines; the error is one
+        raise CohortInputError(path, f"cannot be read as a whitespace-separated genetic map ({why})") from None
     if table.empty:
         raise CohortInputError(path, "the genetic map is empty")
     header, chrom_col, pos_col, cm_col = _columns(list(table.iloc[0].dropna()), path)
