@@ -127,3 +127,39 @@ def test_simulated_variant_rows_follow_the_ingest_qc(ingested, tmp_path):
         named = [every.index(v) for v in rows["id"]]
         np.testing.assert_array_equal(np.where(source[:, named] < 0, -1, source[:, named]), block,
                                       err_msg=row["block_id"])
+
+
+def test_score_rates_calls_like_with_like_and_counts_what_a_peer_dropped(ingested, tmp_path):
+    # a peer whose calls are right but whose dosage is noisy: r² from calls 1, from dosage lower;
+    # Beagle's rows are scored from calls, so this column compares the two like with like
+    bench = _bench("bench_imputation")
+    vcf = _bench("cohort_vcf").write_cohort_vcf(ingested, tmp_path / "a.vcf.gz")
+    data = bench.prepare(tmp_path / "work", 11, vcf)
+    truth = np.load(data["truth"])
+    dose = truth["dose"].astype(np.float32)
+    noisy = np.clip(dose + np.random.default_rng(0).normal(0, 0.4, dose.shape), 0, 2).astype(np.float32)
+    np.savez_compressed(tmp_path / "calls.npz", gt=dose, ds=noisy, pos=truth["pos"])
+    got = bench.score(data["truth"], tmp_path / "calls.npz")
+    assert got["concordance"] == 1.0 and got["coverage"] == 1.0
+    for tag in ("1-5%", "5-20%", "20-50%"):
+        assert got[f"r2 calls {tag}"] == pytest.approx(1.0) and got[f"r2 {tag}"] < 0.95, got
+    # the first variant not returned: its hidden calls count as wrong
+    np.savez_compressed(tmp_path / "fewer.npz", gt=dose[1:], ds=dose[1:], pos=truth["pos"][1:])
+    fewer = bench.score(data["truth"], tmp_path / "fewer.npz")
+    missed = truth["hide"][0].sum() / truth["hide"].sum()
+    assert fewer["coverage"] == pytest.approx(1 - missed) and fewer["concordance"] <= 1 - missed + 1e-12
+
+
+def test_beagle_gets_the_genetic_map_as_a_plink_map_named_like_the_vcf(ingested, tmp_path):
+    from cyvcf2 import VCF
+
+    bench = _bench("bench_imputation")
+    vcf = _bench("cohort_vcf").write_cohort_vcf(ingested, tmp_path / "a.vcf.gz")
+    reader = VCF(str(vcf))
+    contig = next(iter(reader)).CHROM
+    reader.close()
+    gmap = tmp_path / "g.map"  # the map says 'chr17' where the VCF says '17' (or the reverse)
+    other = contig[3:] if contig.startswith("chr") else f"chr{contig}"
+    gmap.write_text(f"pos\tchr\tcM\n100\t{other}\t0.5\n5000\t{other}\t1.5\n7\tchrUn\t0\n")
+    written = bench._plink_map(gmap, vcf, tmp_path / "plink.map").read_text().splitlines()
+    assert [line.split("\t") for line in written] == [[contig, ".", "0.500000", "100"], [contig, ".", "1.500000", "5000"]]
