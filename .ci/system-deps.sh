@@ -8,6 +8,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # bcftools for test_imputation.py (the imputed VCF parses and answers a region query)
 command -v bcftools >/dev/null || need+=(bcftools)
+# tabix for the bench tests (test_bench_cohort_vcf.py indexes the VCFs it writes)
+command -v tabix >/dev/null || need+=(tabix)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "installing Debian packages: ${need[*]}"

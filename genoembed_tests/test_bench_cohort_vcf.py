@@ -163,3 +163,25 @@ def test_beagle_gets_the_genetic_map_as_a_plink_map_named_like_the_vcf(ingested,
     gmap.write_text(f"pos\tchr\tcM\n100\t{other}\t0.5\n5000\t{other}\t1.5\n7\tchrUn\t0\n")
     written = bench._plink_map(gmap, vcf, tmp_path / "plink.map").read_text().splitlines()
     assert [line.split("\t") for line in written] == [[contig, ".", "0.500000", "100"], [contig, ".", "1.500000", "5000"]]
+
+
+def test_hotspot_cohort_writes_a_vcf_and_the_map_it_was_drawn_under(tmp_path, capsys):
+    from cyvcf2 import VCF
+
+    from genoembed_assets.genotypes.genetic_map import read_genetic_map
+
+    hot = _bench("hotspot_vcf")
+    vcf, gmap = tmp_path / "hot.vcf.gz", tmp_path / "hot.gmap"
+    assert hot.main(["40", "3", str(vcf), str(gmap), "--length", "400000", "--hotspots", "5"]) == 0
+    said = capsys.readouterr().out
+    reader = VCF(str(vcf))
+    records = [(v.POS, v.REF, v.ALT) for v in reader]
+    assert len(reader.samples) == 40 and len(records) > 100 and f"40 subjects x {len(records)} variants" in said
+    assert all(ref in "ACGT" and len(alt) == 1 and alt[0] in "ACGT" for _, ref, alt in records)  # biallelic SNVs
+    cm = read_genetic_map(gmap).cm("chr20", [p for p, _, _ in records])
+    assert (np.diff(cm) >= 0).all()
+    steps = np.sort(np.diff(cm))[::-1]  # the top 5% of the gaps between variants hold the 5 hotspots
+    assert steps[: len(steps) // 20].sum() > 0.9 * (cm[-1] - cm[0]), (steps[:10], cm[-1] - cm[0])
+    with pytest.raises(SystemExit):
+        hot.main(["40", "3", str(vcf), str(gmap), "--hotspots", "0"])
+    assert "hotspots >= 1" in capsys.readouterr().err
