@@ -23,6 +23,8 @@ from .genotypes.errors import CohortInputError
 from .genotypes.genetic_map import GeneticMap
 from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
+from . import imputation_segments
+from .imputation_segments import HapSegment, hap_segments
 from .models import BlockVAEConfig, load_block_model, split_subjects
 from .models._haplotype_copying import HaplotypeConfig, copying_gp
 from .models._impute import DEFAULT_DRAWS, impute_block
@@ -71,6 +73,21 @@ def _variant_tables(input_dir: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
+#: The planted truth a genoembed simulation writes beside its cohort (``simulate.truth.TRUTH_JSON``).
+SIMULATION_TRUTH = "truth.json"
+
+
+def unlinked_blocks(input_dir: Path) -> bool:
+    """Whether the cohort is a genoembed simulation: each of its blocks is its own genealogy.
+
+    Its touching blocks share no haplotypes across their edge, so engine ``hap``
+    phases them one by one (joined, OutOfAfrica_4J17's four touching blocks
+    scored 0.9865 against 0.9896; docs/benchmarks.md).
+    """
+    source = layout.read_cohort_settings(input_dir).get("source")
+    return bool(source) and (Path(source) / SIMULATION_TRUTH).exists()
+
+
 def _model_config(block_dir: Path) -> BlockVAEConfig:
     metrics = json.loads((block_dir / "metrics.json").read_text())
     return BlockVAEConfig(**metrics["config"])
@@ -106,10 +123,10 @@ def impute_cohort(
     engine
         ``blend`` (the block VAE and the LD-neighbour rule, weighted per block),
         ``vae`` (the block VAE alone), ``ld`` (the LD-neighbour rule alone: no
-        trained model needed) or ``hap`` (the block phased and its haplotypes
-        copied from each other, ``haplotypes.runs`` times,
-        :mod:`models._haplotype_copying`, averaged with the LD-neighbour rule:
-        no trained model needed).
+        trained model needed) or ``hap`` (the haplotypes phased and copied from
+        each other, ``haplotypes.runs`` times, :mod:`models._haplotype_copying`,
+        averaged with the LD-neighbour rule: no trained model needed; blocks that
+        touch on a chromosome are phased together, :mod:`imputation_segments`).
     local
         Settings of the LD-neighbour rule.
     haplotypes
@@ -123,7 +140,8 @@ def impute_cohort(
     Returns
     -------
     pandas.DataFrame
-        Per block: ``block_id, n_snps, n_imputed, missing_rate, vae_weight, dr2_mean, dr2_min, seconds``.
+        Per block: ``block_id, n_snps, n_imputed, missing_rate, vae_weight, dr2_mean, dr2_min, seconds``
+        (engine ``hap``: the first block of a segment holds the segment's phasing time).
 
     Raises
     ------
@@ -156,16 +174,49 @@ def impute_cohort(
             log(f"note: genetic map {genetic_map.path} has no chromosome {chrom}; its blocks read 1 cM per Mb")
         return cm
 
+    records = manifest.to_dict(orient="records")
+    segments = []
+    if engine == "hap":
+        unlinked = unlinked_blocks(input_dir)
+        if unlinked:
+            log("note: a genoembed simulation (its blocks are separate genealogies): blocks phased one by one")
+        segments = hap_segments([sites[r["block_id"]] for r in records], [(r["start"], r["end"]) for r in records],
+                                len(subjects), flank=haplotypes.final_window,
+                                max_genotypes=imputation_segments.SEGMENT_GENOTYPES, join=not unlinked)
+    segment_of = {i: s for s in segments for i in range(s.first, s.stop)}
+    copied_blocks: dict[int, np.ndarray | None] = {}  # block index -> its slice of the segment's GP
+
+    def load(i: int) -> np.ndarray:
+        return layout.load_block(input_dir, records[i], len(subjects))
+
+    def copy_segment(segment: HapSegment) -> None:
+        """Phase the segment's blocks (and flanks) together; keep each core block's slice of the GP."""
+        parts = [load(i) for i in range(segment.lo_block, segment.hi_block)]
+        core = [parts[i - segment.lo_block] for i in range(segment.first, segment.stop)]
+        if not any((g < 0).any() for g in core):  # phasing costs seconds; skip blocks with nothing to fill
+            copied_blocks.update({i: None for i in range(segment.first, segment.stop)})
+            return
+        genotypes = np.concatenate(parts, axis=1)[:, segment.lo:segment.hi]
+        names = [records[i]["block_id"] for i in (segment.first, segment.stop - 1)]
+        log(f"phasing {' to '.join(dict.fromkeys(names))} ({segment.stop - segment.first} block(s), "
+            f"{genotypes.shape[1]} markers with context, {haplotypes.runs} run(s))")
+        site = pd.concat([sites[records[i]["block_id"]] for i in range(segment.lo_block, segment.hi_block)],
+                         ignore_index=True).iloc[segment.lo:segment.hi]
+        gp = copying_gp(genotypes, site["pos"].to_numpy(), haplotypes, cm=genetic_positions(site))
+        for i, (start, stop) in zip(range(segment.first, segment.stop), segment.cores):
+            copied_blocks[i] = gp[:, start:stop] if (core[i - segment.first] < 0).any() else None
+
     def blocks() -> Iterator:
-        for i, row in enumerate(manifest.to_dict(orient="records"), start=1):
+        for i, row in enumerate(records):
             start = time.perf_counter()
-            genotypes = layout.load_block(input_dir, row, len(subjects))
+            genotypes = load(i)
             block_dir = phase1_dir / row["block_id"]
             model = held_out = None
             copied = None
-            if engine == "hap" and (genotypes < 0).any():  # phasing costs seconds; skip blocks with nothing to fill
-                site = sites[row["block_id"]]
-                copied = copying_gp(genotypes, site["pos"].to_numpy(), haplotypes, cm=genetic_positions(site))
+            if engine == "hap":
+                if i not in copied_blocks:
+                    copy_segment(segment_of[i])
+                copied = copied_blocks.pop(i)
             elif engine != "ld":
                 config = _model_config(block_dir)
                 model = load_block_model(block_dir, config, genotypes.shape[1], device=device)
@@ -180,7 +231,7 @@ def impute_cohort(
                          "dr2_mean": float(dr2.mean()) if dr2.size else float("nan"),
                          "dr2_min": float(dr2.min()) if dr2.size else float("nan"),
                          "seconds": time.perf_counter() - start})
-            log(f"imputed block {i}/{len(manifest)} {row['block_id']}: {n_imputed} call(s) filled"
+            log(f"imputed block {i + 1}/{len(manifest)} {row['block_id']}: {n_imputed} call(s) filled"
                 + (f", mean DR2 {dr2.mean():.3f}" if dr2.size else "")
                 + (f", block model weight {calls.vae_weight:.1f}" if engine == "blend" else ""))
             yield sites[row["block_id"]], calls
