@@ -60,15 +60,17 @@ def impute_input(
 
     ``engine`` is what fills a call (:data:`imputation.ENGINES`): ``ld``
     (default), each block's LD-neighbour rule, trains nothing; ``hap`` phases
-    each block and averages haplotype copying with the rule, training nothing;
+    the blocks of each chromosome together (:mod:`imputation_segments`) and
+    averages haplotype copying with the rule, training nothing;
     ``blend`` and ``vae`` train or reuse the block VAEs. On the 1000 Genomes
-    chr20 panels ``ld`` scores 0.980 concordance in 23 s, ``hap`` 0.9901 in 78 s
-    and Beagle 0.9903 in 122 s (one invocation); ``blend``
+    chr20 panels ``ld`` scores 0.980 concordance in 23 s against Beagle's 122 s
+    (one invocation), ``hap`` 0.9907 in 80 s against Beagle's 0.9903 in 110 s
+    (another); ``blend``
     0.979 at 0.62x Beagle's time (an earlier run)
     (``docs/benchmarks.md``). ``hap_runs``: phasings averaged by ``hap``
     (default :class:`HaplotypeConfig`'s, 2). ``genetic_map``: a genetic map
     file for ``hap``'s switch rates (:mod:`genotypes.genetic_map`; without one,
-    1 cM per Mb): on chr20 0.9903 instead of 0.9901 (Beagle given the map:
+    1 cM per Mb): on chr20 0.9909 instead of 0.9907 (Beagle given the map:
     0.9905 instead of 0.9903).
 
     ``maf_min`` and ``max_missing`` are the ingest QC; variants failing them

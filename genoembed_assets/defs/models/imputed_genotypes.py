@@ -28,9 +28,9 @@ class ImputationConfig(dg.Config):
     """What fills a missing call (``imputation.ENGINES``).
 
     ``blend`` (default): the cohort's Phase 1 block models mixed with the LD-neighbour rule;
-    ``hap``: each block phased ``hap_runs`` times and its haplotypes copied from each other,
-    mixed with the rule (0.9901 concordance on the 1000 Genomes chr20 panels with 2 runs, against
-    0.980 for the rule and Beagle's 0.9903; the block models are not used); ``ld``: the rule alone; ``vae``: the block models alone.
+    ``hap``: the blocks of each chromosome phased together ``hap_runs`` times and the haplotypes
+    copied from each other, mixed with the rule (0.9907 concordance on the 1000 Genomes chr20 panels
+    with 2 runs, against 0.980 for the rule and Beagle's 0.9903; the block models are not used); ``ld``: the rule alone; ``vae``: the block models alone.
     ``genetic_map``: a genetic map file for ``hap``'s switch rates (``genotypes.genetic_map``; empty: 1 cM per Mb).
     """
 
