@@ -184,7 +184,8 @@ def impute_cohort(
                                 len(subjects), flank=haplotypes.final_window,
                                 max_genotypes=imputation_segments.SEGMENT_GENOTYPES, join=not unlinked)
     segment_of = {i: s for s in segments for i in range(s.first, s.stop)}
-    copied_blocks: dict[int, np.ndarray | None] = {}  # block index -> its slice of the segment's GP
+    # block index -> (its genotypes, its slice of the segment's GP or None), loaded once for both uses
+    copied_blocks: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def load(i: int) -> np.ndarray:
         return layout.load_block(input_dir, records[i], len(subjects))
@@ -194,7 +195,7 @@ def impute_cohort(
         parts = [load(i) for i in range(segment.lo_block, segment.hi_block)]
         core = [parts[i - segment.lo_block] for i in range(segment.first, segment.stop)]
         if not any((g < 0).any() for g in core):  # phasing costs seconds; skip blocks with nothing to fill
-            copied_blocks.update({i: None for i in range(segment.first, segment.stop)})
+            copied_blocks.update({i: (g, None) for i, g in zip(range(segment.first, segment.stop), core)})
             return
         genotypes = np.concatenate(parts, axis=1)[:, segment.lo:segment.hi]
         names = [records[i]["block_id"] for i in (segment.first, segment.stop - 1)]
@@ -203,21 +204,22 @@ def impute_cohort(
         site = pd.concat([sites[records[i]["block_id"]] for i in range(segment.lo_block, segment.hi_block)],
                          ignore_index=True).iloc[segment.lo:segment.hi]
         gp = copying_gp(genotypes, site["pos"].to_numpy(), haplotypes, cm=genetic_positions(site))
-        for i, (start, stop) in zip(range(segment.first, segment.stop), segment.cores):
-            copied_blocks[i] = gp[:, start:stop] if (core[i - segment.first] < 0).any() else None
+        for i, g, (start, stop) in zip(range(segment.first, segment.stop), core, segment.cores):
+            copied_blocks[i] = (g, gp[:, start:stop] if (g < 0).any() else None)
 
     def blocks() -> Iterator:
         for i, row in enumerate(records):
             start = time.perf_counter()
-            genotypes = load(i)
             block_dir = phase1_dir / row["block_id"]
             model = held_out = None
             copied = None
             if engine == "hap":
                 if i not in copied_blocks:
                     copy_segment(segment_of[i])
-                copied = copied_blocks.pop(i)
-            elif engine != "ld":
+                genotypes, copied = copied_blocks.pop(i)
+            else:
+                genotypes = load(i)
+            if engine not in UNTRAINED_ENGINES:
                 config = _model_config(block_dir)
                 model = load_block_model(block_dir, config, genotypes.shape[1], device=device)
                 held_out = split_subjects(genotypes.shape[0], config)[1]  # the blend is chosen on calls never trained on
