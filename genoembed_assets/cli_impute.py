@@ -84,11 +84,9 @@ def impute_input(
     """
     from .genotypes import layout
     from .genotypes.errors import CohortInputError
-    from .genotypes.genetic_map import read_genetic_map
     from .genotypes.ingest import ingest_cohort
-    from .imputation import UNTRAINED_ENGINES, check_engine, impute_cohort
+    from .imputation import UNTRAINED_ENGINES, check_engine, hap_settings, impute_cohort
     from .models import PRESETS
-    from .models._haplotype_copying import HaplotypeConfig
 
     inp, out = Path(inp), Path(out)
     if not inp.exists():
@@ -96,10 +94,7 @@ def impute_input(
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     check_engine(engine)  # before the ingest, which can take minutes
-    haplotypes = HaplotypeConfig() if hap_runs is None else HaplotypeConfig(runs=hap_runs)  # checks the value
-    if genetic_map is not None and engine != "hap":
-        raise ValueError(f"a genetic map is read by engine 'hap' only, not {engine!r}")
-    gmap = None if genetic_map is None else read_genetic_map(genetic_map)  # a bad file fails before the ingest
+    haplotypes, gmap = hap_settings(engine, hap_runs, genetic_map)  # a bad map fails before the ingest
     work = Path(work) if work is not None else work_dir_for(out)
     if maf_min is None:
         maf_min = 0.0 if engine in UNTRAINED_ENGINES else 0.01

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .genotypes import layout
 from .genotypes.errors import CohortInputError
-from .genotypes.genetic_map import GeneticMap
+from .genotypes.genetic_map import GeneticMap, read_genetic_map
 from .genotypes.sources import VARIANTS
 from .genotypes.vcf_write import block_sites, write_imputed_vcf
 from . import imputation_segments
@@ -30,7 +30,7 @@ from .models._haplotype_copying import HaplotypeConfig, copying_gp
 from .models._impute import DEFAULT_DRAWS, impute_block
 from .models._ld_neighbours import LDNeighbourConfig
 
-__all__ = ["ENGINES", "SIMULATED_VARIANTS", "UNTRAINED_ENGINES", "check_engine", "impute_cohort"]
+__all__ = ["ENGINES", "SIMULATED_VARIANTS", "UNTRAINED_ENGINES", "check_engine", "hap_settings", "impute_cohort"]
 
 #: What fills a missing call: the block VAE blended with LD neighbours (default), either alone, or
 #: haplotype copying averaged with LD neighbours (``hap``). ``ld`` and ``hap`` train nothing.
@@ -42,6 +42,20 @@ def check_engine(engine: str) -> None:
     """Raise ValueError naming the choices unless ``engine`` is one of :data:`ENGINES`."""
     if engine not in ENGINES:
         raise ValueError(f"unknown imputation engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+def hap_settings(engine: str, runs: int | None, genetic_map: str | Path | None, *,
+                 map_name: str = "a genetic map") -> tuple[HaplotypeConfig, GeneticMap | None]:
+    """Engine ``hap``'s settings, checked before anything is read: its config and the map file read.
+
+    ``runs`` None: the default. A map with another engine is a ValueError naming
+    ``map_name`` (the command's argument or the asset's config field); a bad map
+    file fails here, naming the file and line.
+    """
+    haplotypes = HaplotypeConfig() if runs is None else HaplotypeConfig(runs=runs)  # checks the value
+    if genetic_map and engine != "hap":
+        raise ValueError(f"{map_name} is read by engine 'hap' only, not {engine!r}")
+    return haplotypes, read_genetic_map(genetic_map) if genetic_map else None
+
 
 #: The simulator's variant table in a cohort's source folder (positions of the .npy layout).
 SIMULATED_VARIANTS = "variants.tsv"

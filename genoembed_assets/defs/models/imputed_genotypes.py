@@ -10,8 +10,7 @@ import time
 import dagster as dg
 import numpy as np
 
-from ...genotypes.genetic_map import read_genetic_map
-from ...imputation import check_engine, impute_cohort
+from ...imputation import check_engine, hap_settings, impute_cohort
 from ...models._haplotype_copying import HaplotypeConfig
 from ..automation.conditions import AFTER_EVERY_BLOCK
 from ..metadata import markdown_table
@@ -54,17 +53,15 @@ def imputed_vcf_path(storage: GenoembedStorage, cohort: str):
                                    description=f"Mean DR2 of every block's imputed calls is at least {MIN_MEAN_DR2} (warning).")],
     description="Every missing call filled from its block model's posterior predictive blended with LD-weighted "
     "neighbours (the VAE's weight chosen per block on hidden calls), or with config engine 'hap' by phasing "
-    "each block and copying haplotypes; observed calls untouched. "
+    "the blocks that touch on a chromosome together and copying haplotypes; observed calls untouched. "
     "A bgzipped, indexed VCF with FORMAT GT:DS:GP:IMP and INFO DR2/AF/IMP "
     "(results/<cohort>/imputed/<cohort>.imputed.vcf.gz).",
 )
 def imputed_genotypes(context: dg.AssetExecutionContext, config: ImputationConfig, storage: GenoembedStorage,
                       compute: ComputeResource) -> dg.MaterializeResult:
     check_engine(config.engine)  # before anything is read
-    haplotypes = HaplotypeConfig(runs=config.hap_runs)  # a bad value fails here, naming the field
-    if config.genetic_map and config.engine != "hap":
-        raise ValueError(f"ImputationConfig.genetic_map is read by engine 'hap' only, not {config.engine!r}")
-    genetic_map = read_genetic_map(config.genetic_map) if config.genetic_map else None
+    haplotypes, genetic_map = hap_settings(config.engine, config.hap_runs, config.genetic_map,
+                                           map_name="ImputationConfig.genetic_map")  # fails before anything is read
     cohort = context.partition_key
     record = projection_record(storage, cohort)
     if record is not None:
