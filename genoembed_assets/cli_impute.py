@@ -104,8 +104,16 @@ def impute_input(
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
-    report = ingest_cohort(_source_folder(inp, work), work / "input", maf_min=maf_min, max_missing=max_missing,
-                           log=log)
+    source = _source_folder(inp, work)
+    try:
+        # cover_gaps: every variant comes back, also where the LD block map has no block (X, gaps)
+        report = ingest_cohort(source, work / "input", maf_min=maf_min, max_missing=max_missing,
+                               cover_gaps=True, log=log)
+    except CohortInputError as exc:
+        if exc.path is None or exc.path.parent != source or source == inp:
+            raise
+        # name the user's file, not the link to it in the work folder
+        raise CohortInputError(inp.parent / exc.path.name, exc.problem, where=exc.where) from None
     seconds["ingest"] = time.perf_counter() - start
 
     start = time.perf_counter()

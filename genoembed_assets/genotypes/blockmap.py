@@ -24,6 +24,7 @@ __all__ = [
     "chrom_sort_key",
     "normalize_chrom",
     "read_block_map",
+    "with_gaps",
 ]
 
 CHROMOSOMES = [str(i) for i in range(1, 23)] + ["X"]
@@ -44,6 +45,10 @@ def normalize_chrom(name: object) -> str | None:
 
 def chrom_sort_key(chrom: str) -> int:
     return CHROMOSOMES.index(chrom)
+
+
+#: End of the gap after a chromosome's last block: VCF's largest position (2^31 - 1), exclusive.
+_CHROM_END = 2**31
 
 
 def block_id(chrom: str, index: int, sub: int | None = None) -> str:
@@ -127,3 +132,33 @@ def assign_blocks(
             for k, part in enumerate(np.array_split(members, n_sub), start=1):
                 out[part] = f"{ids[b]}_s{k}"
     return out
+
+
+def with_gaps(block_map: pd.DataFrame) -> pd.DataFrame:
+    """``block_map`` plus a gap block for every stretch of every chromosome that no block covers.
+
+    LD block maps leave stretches out (before a chromosome's first block, between
+    blocks, after its last) and some chromosomes entirely (no published map has
+    X). The pipeline models LD blocks only, so it skips variants there; an
+    imputation must return every variant it was given, so ``genoembed impute``
+    assigns them to these gaps. A gap's id is ``chr{chrom}_g{index:04d}``, where
+    ``index`` is that of the map block after it (the number of the chromosome's
+    blocks for the last gap; ``g0000`` spans a chromosome the map lacks), so the
+    map's own block ids are unchanged. Gaps touch their neighbours (a gap's
+    ``start`` is the previous block's ``end``), so a chromosome's blocks and gaps
+    tile it from 0 to 2^31.
+    """
+    rows = []
+    for chrom in CHROMOSOMES:
+        blocks = block_map[block_map["chrom"] == chrom].sort_values("start")
+        edge = 0
+        for index, (start, end) in enumerate(zip(blocks["start"], blocks["end"])):
+            if start > edge:
+                rows.append((f"chr{chrom}_g{index:04d}", chrom, edge, int(start)))
+            edge = max(edge, int(end))
+        if edge < _CHROM_END:
+            rows.append((f"chr{chrom}_g{len(blocks):04d}", chrom, edge, _CHROM_END))
+    gaps = pd.DataFrame(rows, columns=["block_id", "chrom", "start", "end"])
+    frame = pd.concat([block_map, gaps], ignore_index=True)
+    frame["_order"] = frame["chrom"].map(chrom_sort_key)
+    return frame.sort_values(["_order", "start"]).drop(columns="_order").reset_index(drop=True)

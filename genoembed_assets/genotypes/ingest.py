@@ -12,7 +12,8 @@ Policies:
   ``GL000192.1``, ``MT``, ``Y``, PLINK code 0) are skipped and counted per
   contig name; when no variant maps at all the input is an error naming the
   file and the first record. Variants outside every block of the map are
-  skipped and counted too. Multiallelic VCF records: see :mod:`.vcf`.
+  skipped and counted too, unless ``cover_gaps`` puts them in gap blocks
+  (``genoembed impute``: an imputation returns every variant). Multiallelic VCF records: see :mod:`.vcf`.
 * Block keys come from the build's LD block map before QC, so ``scan_cohort``
   and ``ingest_cohort`` agree and sub-block splits do not move when filters
   change.
@@ -225,6 +226,7 @@ def ingest_cohort(
     maf_min: float = 0.01,
     max_missing: float = 0.1,
     max_variants_per_block: int = 2000,
+    cover_gaps: bool = False,
     log: Callable[[str], object] = print,
 ) -> IngestReport:
     """Validate a cohort in any format and write it in the normalised layout.
@@ -241,6 +243,10 @@ def ingest_cohort(
         Variant filters (see :func:`.qc.filter_variants`), counted per block.
     max_variants_per_block
         Sub-block split threshold (before filtering).
+    cover_gaps
+        Keep variants outside the LD block map's blocks, in gap blocks
+        ``chr{chrom}_g{index}`` (:func:`.blockmap.with_gaps`), instead of
+        skipping them (``genoembed impute`` returns every variant it was given).
     log
         Progress messages (one per block).
 
@@ -257,7 +263,7 @@ def ingest_cohort(
     """
     t0 = time.perf_counter()
     folder, out_dir = Path(folder), Path(out_dir)
-    src = _open_source(folder, max_variants_per_block)
+    src = _open_source(folder, max_variants_per_block, cover_gaps)
     phenotypes, pheno_info, eigenvec = _tables(src, log)
     n_subjects = len(src.subjects)
     n_blocks = len(src.blocks)
@@ -313,7 +319,7 @@ def ingest_cohort(
         storage.write_json(tmp / QC, {
             "format": src.format, "build": src.build, "source": str(folder), "fingerprint": fp,
             "maf_min": maf_min, "max_missing": max_missing, "max_variants_per_block": max_variants_per_block,
-            "n_subjects": n_subjects, "subject_order_source": src.subject_order_source, "skipped": src.skipped,
+            "cover_gaps": cover_gaps, "n_subjects": n_subjects, "subject_order_source": src.subject_order_source, "skipped": src.skipped,
             "skipped_blocks": skipped_blocks, "phenotypes": pheno_info,
             "subject_missing_rate_max": float(subject_rate.max()) if n_subjects else 0.0,
             "n_subjects_missing_over_half": int((subject_rate > 0.5).sum()),

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import paths
 from .assign import assign_sites
-from .blockmap import read_block_map
+from .blockmap import read_block_map, with_gaps
 from .errors import CohortInputError
 from .layout import MANIFEST, SETTINGS, load_block, read_cohort_settings, read_manifest
 from .pgen import PgenFileset, open_pgen
@@ -181,8 +181,10 @@ class Source:
             except Exception as exc:  # htslib errors surface as bare Exceptions
                 lines = self.vcfs.sites["line"]
                 at = lines.iloc[min(site + 1, len(lines) - 1)]
-                raise CohortInputError(self.path, f"cannot read genotypes ({exc})",
-                                       where=f"near {self.vcfs.line_unit} {at}") from None
+                problem = (f"cannot read genotypes ({exc})" if "couldn't get genotypes" not in str(exc) else
+                           "no GT in this record: genoembed reads hard calls (FORMAT GT); hard-call a dosage-only "
+                           "VCF first, e.g. `plink2 --vcf FILE dosage=DS --export vcf`")
+                raise CohortInputError(self.path, problem, where=f"near {self.vcfs.line_unit} {at}") from None
             b, col = where[site]
             if b not in buffers:
                 buffers[b] = np.empty((n, len(groups[b])), dtype=np.int8)
@@ -247,8 +249,13 @@ def _file_sites(variants: pd.DataFrame) -> pd.DataFrame:
                          "line": np.arange(1, len(variants) + 1)})
 
 
-def open_source(folder: Path, max_variants_per_block: int) -> Source:
-    """Open a cohort folder: tables parsed, sites assigned to blocks, no genotypes read."""
+def open_source(folder: Path, max_variants_per_block: int, cover_gaps: bool = False) -> Source:
+    """Open a cohort folder: tables parsed, sites assigned to blocks, no genotypes read.
+
+    ``cover_gaps``: variants outside the LD block map's blocks go to gap blocks
+    (:func:`.blockmap.with_gaps`) instead of being skipped; the original layout
+    has its own blocks and ignores it.
+    """
     fmt = detect_format(folder)
     settings = read_cohort_settings(folder)
     build = _build(folder, settings)
@@ -259,6 +266,8 @@ def open_source(folder: Path, max_variants_per_block: int) -> Source:
         return Source(**common, path=folder / MANIFEST, subjects=order.subjects, subject_order_source=order.label,
                       blocks=manifest[["block_id", "chrom", "start", "end", "n_snps", "file"]], skipped={})
     block_map = read_block_map(paths.block_map_path(build))
+    if cover_gaps:
+        block_map = with_gaps(block_map)
     if fmt in ("plink", "plink2"):
         if fmt == "plink":
             fileset = open_plink(_one(folder, ".bed", "fileset"))
