@@ -276,3 +276,27 @@ def test_bad_settings_and_inputs_are_named():
         phase_and_impute(np.zeros((1, 5), dtype=np.int8))
     with pytest.raises(ValueError, match="need the LD-neighbour rule"):
         impute_block(None, np.zeros((4, 5), dtype=np.int8) - 1, copied=np.zeros((4, 6, 3), dtype=np.float32))
+
+
+def test_a_pass_computes_only_the_probabilities_it_is_asked_for(monkeypatch):
+    """``need``: the same probabilities where asked, nothing elsewhere, and windows asked nothing are not run."""
+    from genoembed_assets.models import _haplotype_copying as module
+
+    haps, _, _, _ = _mosaic_cohort(n_subjects=100, n_markers=900, seed=8)
+    rng = np.random.default_rng(1)
+    obs = haps.copy()
+    need = rng.random(haps.shape) < 0.03
+    need[:, :400] = False  # the first window's core (0-399) is asked nothing
+    obs[need] = -1
+    config = HaplotypeConfig()
+    every, _ = module._copying_pass(haps, obs, None, 32, 400, 100, 0, config)
+    asked, _ = module._copying_pass(haps, obs, None, 32, 400, 100, 0, config, need=need)
+    np.testing.assert_array_equal(asked[need], every[need])
+    assert (asked[~need] == 0).all() and (every[~need] > 0).all()
+    # the final pass asks for the missing calls only
+    calls = []
+    real_pass = module._copying_pass
+    monkeypatch.setattr(module, "_copying_pass", lambda *a, **k: calls.append(k.get("need")) or real_pass(*a, **k))
+    shown = np.where(rng.random((100, 900)) < 0.02, -1, haps[0::2] + haps[1::2]).astype(np.int8)
+    module.phase_and_impute(shown, None, HaplotypeConfig(runs=1, iterations=2, refine=1))
+    np.testing.assert_array_equal(calls[-1], np.repeat(shown < 0, 2, axis=0))

@@ -34,22 +34,37 @@ def _emission(o, eps):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _copy_kernel(hap_t, obs, states, lo, hi, core_lo, core_hi, rho, eps, longest, out):  # pragma: no cover - compiled
-    """Leave-marker-out ALT probability of every haplotype at every marker of the windows' cores.
+def _copy_kernel(hap_t, obs, states, lo, hi, core_lo, core_hi, rho, eps, longest, need, out):  # pragma: no cover
+    """Leave-marker-out ALT probability of each haplotype at the markers ``need`` asks for.
 
-    Single precision throughout and one pass over the states per marker and
-    direction (normalisation folded into the next transition): 2.5x the
-    straightforward loops.
+    ``need``: uint8 (haplotypes, markers), nonzero where the probability is
+    wanted, or an empty (0, 0) array for every marker of the windows' cores;
+    ``out`` is left unwritten elsewhere, and a window whose core needs nothing is
+    not run at all. The callers need a few markers per haplotype (the final pass:
+    missing calls; phasing: heterozygous and missing ones), and the posterior
+    sum over the states is a quarter of the work per marker. Single precision
+    throughout and one pass over the states per marker and direction
+    (normalisation folded into the next transition): 2.5x the straightforward
+    loops.
     """
     n_hap = obs.shape[0]
     n_win, n_states = states.shape[1], states.shape[2]
     hit, miss, uniform = np.float32(1.0) - eps, eps, np.float32(1.0 / n_states)
+    every = need.shape[0] == 0
     for t in prange(n_hap):
         alpha = np.empty((longest, n_states), np.float32)
         ref = np.empty((longest, n_states), np.int8)
         a = np.empty(n_states, np.float32)
         b = np.empty(n_states, np.float32)
         for w in range(n_win):
+            if not every:
+                wanted = False
+                for j in range(core_lo[w], core_hi[w]):
+                    if need[t, j]:
+                        wanted = True
+                        break
+                if not wanted:
+                    continue
             st = states[t, w]
             start, stop = lo[w], hi[w]
             _gather(ref, hap_t, st, start, stop)  # the states' alleles, once: the loops below vectorize
@@ -76,7 +91,7 @@ def _copy_kernel(hap_t, obs, states, lo, hi, core_lo, core_hi, rho, eps, longest
                 row = j - start
                 c0, c1 = _emission(obs[t, j], eps)
                 alpha_row, ref_row = alpha[row], ref[row]
-                if core_lo[w] <= j < core_hi[w]:
+                if core_lo[w] <= j < core_hi[w] and (every or need[t, j]):
                     num = np.float32(0.0)
                     den = np.float32(0.0)
                     for k in range(n_states):
