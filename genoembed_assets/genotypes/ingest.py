@@ -319,7 +319,8 @@ def ingest_cohort(
         storage.write_json(tmp / QC, {
             "format": src.format, "build": src.build, "source": str(folder), "fingerprint": fp,
             "maf_min": maf_min, "max_missing": max_missing, "max_variants_per_block": max_variants_per_block,
-            "cover_gaps": cover_gaps, "n_subjects": n_subjects, "subject_order_source": src.subject_order_source, "skipped": src.skipped,
+            "cover_gaps": cover_gaps, "n_subjects": n_subjects, "subject_order_source": src.subject_order_source,
+            "skipped": src.skipped,
             "skipped_blocks": skipped_blocks, "phenotypes": pheno_info,
             "subject_missing_rate_max": float(subject_rate.max()) if n_subjects else 0.0,
             "n_subjects_missing_over_half": int((subject_rate > 0.5).sum()),

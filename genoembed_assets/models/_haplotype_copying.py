@@ -391,7 +391,8 @@ def _copying_pass(hap, obs, positions, states: int, window: int, overlap: int, r
         rho = _calibrated_rates(hap, obs, chosen, (lo, hi, core_lo, core_hi), rho, config, longest, calibrate)
     probs = np.zeros(hap.shape, dtype=np.float32)
     _copy_kernel(np.ascontiguousarray(hap.T), obs, chosen, lo, hi, core_lo, core_hi, rho,
-                 np.float32(config.mismatch), longest, _EVERY if need is None else need.view(np.uint8), probs)
+                 np.float32(config.mismatch), longest, _EVERY if need is None else need.view(np.uint8),
+                 probs)
     return probs, (chosen, lo, hi, core_lo, core_hi, rho, longest)
 
 
