@@ -43,6 +43,7 @@ def check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise ValueError(f"unknown imputation engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
+
 def hap_settings(engine: str, runs: int | None, genetic_map: str | Path | None, *,
                  map_name: str = "a genetic map") -> tuple[HaplotypeConfig, GeneticMap | None]:
     """Engine ``hap``'s settings, checked before anything is read: its config and the map file read.

@@ -1,6 +1,6 @@
 """`genoembed impute` on inputs as users have them: variants no LD block covers, and a VCF without GT.
 
-No published LD block map has chromosome X, and every map leaves stretches out
+None of the LD block maps shipped has chromosome X, and every map leaves stretches out
 (before a chromosome's first block, around centromeres). An imputation must
 return every variant it was given, so ``genoembed impute`` puts those variants
 in gap blocks (``chr{chrom}_g{index}``); the pipeline, which models LD blocks,

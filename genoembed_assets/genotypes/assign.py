@@ -60,10 +60,10 @@ def assign_sites(sites: pd.DataFrame, block_map: pd.DataFrame, max_variants: int
         skipped["outside_blocks"] = int((~inside).sum())
     if not inside.any():
         unmapped = sorted(set(c) - set(block_map["chrom"]), key=chrom_sort_key)
-        why = (f"the LD block map has no block on chromosome {', '.join(unmapped)} (the pipeline models "
-               "autosomes; `genoembed impute` takes any chromosome)" if unmapped else "is the genome build right?")
-        raise CohortInputError(path, f"none of the {len(idx)} usable variants falls inside a block of the map ({why})",
-                               where=f"{unit} {sites['line'].iloc[idx[0]]}")
+        why = (f": the map has no block on chromosome {', '.join(unmapped)}; the pipeline models the map's blocks "
+               "only (`genoembed impute` takes any chromosome)" if unmapped else " (is the genome build right?)")
+        raise CohortInputError(path, f"none of the {len(idx)} usable variants falls inside a block of the LD block "
+                               f"map{why}", where=f"{unit} {sites['line'].iloc[idx[0]]}")
     sel = idx[inside]
     variants = pd.DataFrame({
         "block_id": ids[inside].astype(str), "chrom": c[inside], "pos": pos[inside],

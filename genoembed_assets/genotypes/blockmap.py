@@ -138,8 +138,8 @@ def with_gaps(block_map: pd.DataFrame) -> pd.DataFrame:
     """``block_map`` plus a gap block for every stretch of every chromosome that no block covers.
 
     LD block maps leave stretches out (before a chromosome's first block, between
-    blocks, after its last) and some chromosomes entirely (no published map has
-    X). The pipeline models LD blocks only, so it skips variants there; an
+    blocks, after its last) and some chromosomes entirely (none of the maps in
+    ``data/reference`` has X). The pipeline models LD blocks only, so it skips variants there; an
     imputation must return every variant it was given, so ``genoembed impute``
     assigns them to these gaps. A gap's id is ``chr{chrom}_g{index:04d}``, where
     ``index`` is that of the map block after it (the number of the chromosome's
